@@ -1,0 +1,28 @@
+"""The Qdrant REST dialect, served at the root like Qdrant itself (port 6333)."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, Router, get
+from litestar.datastructures import State
+
+from app.api.auth import require_api_key
+from app.api.qdrant.controllers import CollectionsController, PointsController, SearchController
+
+
+@get("/", tags=["qdrant: service"], sync_to_thread=False)
+def version_info(request: Request, state: State) -> Response:
+    """Bare version info (no envelope): qdrant-client checks the major/minor version here."""
+    return Response(
+        {
+            "title": "waypoint - vector search engine (qdrant compatible)",
+            "version": state.settings.qdrant_version,
+            "commit": None,
+        }
+    )
+
+
+qdrant_router = Router(
+    path="/",
+    route_handlers=[version_info, CollectionsController, PointsController, SearchController],
+    guards=[require_api_key],
+)

@@ -1,0 +1,229 @@
+"""Qdrant REST routes. Handlers parse, call one service, and wrap the result; no SQL here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from app.api.auth import READ_ONLY
+from app.api.deps import provide_services
+from app.api.envelope import qdrant_ok
+from app.api.qdrant import parse, render, schemas
+from app.services.container import Services
+from app.services.search import SearchResult
+
+PLAN_HEADER = "waypoint-plan"
+
+Wait = Parameter(query="wait", default=None, required=False)
+
+
+def update_result(operation_id: int, wait: bool | None) -> dict[str, Any]:
+    return {
+        "operation_id": operation_id,
+        "status": "acknowledged" if wait is False else "completed",
+    }
+
+
+class CollectionsController(Controller):
+    path = "/collections"
+    tags = ["qdrant: collections"]
+    dependencies = {"services": Provide(provide_services)}
+
+    @get("/")
+    async def list_collections(self, request: Request, services: Services) -> Response:
+        names = [{"name": c.name} for c in services.collections.list()]
+        return qdrant_ok(request, {"collections": names})
+
+    @put("/{collection_name:str}")
+    async def create_collection(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.CreateCollection,
+    ) -> Response:
+        await services.collections.create(collection_name, parse.collection_config(data))
+        return qdrant_ok(request, True)
+
+    @patch("/{collection_name:str}")
+    async def update_collection(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.UpdateCollection,
+    ) -> Response:
+        services.collections.get(collection_name)  # 404 for a missing collection
+        return qdrant_ok(request, True)
+
+    @get("/{collection_name:str}")
+    async def get_collection(
+        self, request: Request, services: Services, collection_name: str
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        stats = await services.collections.stats(collection_name)
+        return qdrant_ok(request, render.collection_info(collection, stats))
+
+    @get("/{collection_name:str}/exists")
+    async def collection_exists(
+        self, request: Request, services: Services, collection_name: str
+    ) -> Response:
+        return qdrant_ok(request, {"exists": services.collections.exists(collection_name)})
+
+    @delete("/{collection_name:str}", status_code=200)
+    async def delete_collection(
+        self, request: Request, services: Services, collection_name: str
+    ) -> Response:
+        return qdrant_ok(request, await services.collections.delete(collection_name))
+
+
+class PointsController(Controller):
+    path = "/collections/{collection_name:str}/points"
+    tags = ["qdrant: points"]
+    dependencies = {"services": Provide(provide_services)}
+
+    @put("/")
+    async def upsert_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.UpsertPoints,
+        wait: bool | None = Wait,
+    ) -> Response:
+        named = services.collections.get(collection_name).config.named
+        points = parse.upsert_points(data, named)
+        operation_id = await services.points.upsert(collection_name, points)
+        return qdrant_ok(request, update_result(operation_id, wait))
+
+    @post("/", status_code=200, opt=READ_ONLY)
+    async def retrieve_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.RetrievePoints,
+    ) -> Response:
+        records = await services.points.retrieve(
+            collection_name,
+            data.ids,
+            parse.payload_selector(data.with_payload),
+            parse.vector_selector(data.with_vector),
+        )
+        named = services.collections.get(collection_name).config.named
+        return qdrant_ok(request, [render.record(r, named) for r in records])
+
+    @get("/{point_id:str}")
+    async def get_point(
+        self, request: Request, services: Services, collection_name: str, point_id: str
+    ) -> Response:
+        wire_id: int | str = int(point_id) if point_id.isdigit() else point_id
+        records = await services.points.retrieve(
+            collection_name,
+            [wire_id],
+            parse.payload_selector(True),
+            parse.vector_selector(True),
+        )
+        if not records:
+            from app.errors import NotFound
+
+            raise NotFound(f"Not found: No point with id {point_id} found")
+        named = services.collections.get(collection_name).config.named
+        return qdrant_ok(request, render.record(records[0], named))
+
+    @post("/delete", status_code=200)
+    async def delete_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.DeletePoints,
+        wait: bool | None = Wait,
+    ) -> Response:
+        parse.no_filter(data.filter)
+        operation_id = await services.points.delete(collection_name, data.points or [])
+        return qdrant_ok(request, update_result(operation_id, wait))
+
+    @post("/scroll", status_code=200, opt=READ_ONLY)
+    async def scroll_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.ScrollPoints,
+    ) -> Response:
+        parse.no_filter(data.filter)
+        records, next_offset = await services.points.scroll(
+            collection_name,
+            data.offset,
+            data.limit,
+            parse.payload_selector(data.with_payload),
+            parse.vector_selector(data.with_vector),
+        )
+        named = services.collections.get(collection_name).config.named
+        return qdrant_ok(
+            request,
+            {"points": [render.record(r, named) for r in records], "next_page_offset": next_offset},
+        )
+
+    @post("/count", status_code=200, opt=READ_ONLY)
+    async def count_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.CountPoints | None = None,
+    ) -> Response:
+        parse.no_filter(data.filter if data else None)
+        return qdrant_ok(request, {"count": await services.points.count(collection_name)})
+
+
+def _plans(results: list[SearchResult]) -> dict[str, str]:
+    return {PLAN_HEADER: ",".join(r.plan for r in results)}
+
+
+class SearchController(Controller):
+    path = "/collections/{collection_name:str}/points"
+    tags = ["qdrant: search"]
+    dependencies = {"services": Provide(provide_services)}
+
+    @post("/query", status_code=200, opt=READ_ONLY)
+    async def query_points(
+        self, request: Request, services: Services, collection_name: str, data: schemas.QueryPoints
+    ) -> Response:
+        result = await services.search.search(collection_name, parse.query_request(data))
+        named = services.collections.get(collection_name).config.named
+        points = [render.scored_point(p, named) for p in result.points]
+        return qdrant_ok(request, {"points": points}, _plans([result]))
+
+    @post("/query/batch", status_code=200, opt=READ_ONLY)
+    async def query_batch(
+        self, request: Request, services: Services, collection_name: str, data: schemas.QueryBatch
+    ) -> Response:
+        requests = [parse.query_request(search) for search in data.searches]
+        results = await services.search.search_batch(collection_name, requests)
+        named = services.collections.get(collection_name).config.named
+        body = [{"points": [render.scored_point(p, named) for p in r.points]} for r in results]
+        return qdrant_ok(request, body, _plans(results))
+
+    @post("/search", status_code=200, opt=READ_ONLY)
+    async def search_points(
+        self, request: Request, services: Services, collection_name: str, data: schemas.SearchPoints
+    ) -> Response:
+        result = await services.search.search(collection_name, parse.search_request(data))
+        named = services.collections.get(collection_name).config.named
+        points = [render.scored_point(p, named) for p in result.points]
+        return qdrant_ok(request, points, _plans([result]))
+
+    @post("/search/batch", status_code=200, opt=READ_ONLY)
+    async def search_batch(
+        self, request: Request, services: Services, collection_name: str, data: schemas.SearchBatch
+    ) -> Response:
+        requests = [parse.search_request(search) for search in data.searches]
+        results = await services.search.search_batch(collection_name, requests)
+        named = services.collections.get(collection_name).config.named
+        body = [[render.scored_point(p, named) for p in r.points] for r in results]
+        return qdrant_ok(request, body, _plans(results))

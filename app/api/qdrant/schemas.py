@@ -1,0 +1,126 @@
+"""Request bodies of the Qdrant REST API (the subset Waypoint serves), as msgspec Structs.
+
+Fields whose wire type is a union msgspec cannot express (a vector, an id or a query object)
+are `Any` here and parsed into domain types by `parse.py`, which owns the error messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
+    """Unknown fields are accepted and ignored, as newer clients send newer options."""
+
+
+class CreateCollection(Body):
+    vectors: dict[str, Any] | None = None
+    hnsw_config: dict[str, Any] | None = None
+    sparse_vectors: dict[str, Any] | None = None
+    optimizers_config: dict[str, Any] | None = None
+    wal_config: dict[str, Any] | None = None
+    quantization_config: Any = None
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    on_disk_payload: bool | None = None
+
+
+class UpdateCollection(Body):
+    optimizers_config: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    hnsw_config: dict[str, Any] | None = None
+
+
+class PointStruct(Body):
+    id: int | str
+    vector: list[float] | dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+
+
+class PointsBatch(Body):
+    ids: list[int | str]
+    vectors: list[list[float]] | dict[str, Any]
+    payloads: list[dict[str, Any] | None] | None = None
+
+
+class UpsertPoints(Body):
+    points: list[PointStruct] | None = None
+    batch: PointsBatch | None = None
+    shard_key: Any = None
+    update_filter: Any = None
+
+
+class RetrievePoints(Body):
+    ids: list[int | str]
+    with_payload: Any = True
+    with_vector: Any = False
+    shard_key: Any = None
+
+
+class DeletePoints(Body):
+    points: list[int | str] | None = None
+    filter: dict[str, Any] | None = None
+    shard_key: Any = None
+
+
+class ScrollPoints(Body):
+    offset: int | str | None = None
+    limit: int = 10
+    filter: dict[str, Any] | None = None
+    with_payload: Any = True
+    with_vector: Any = False
+    order_by: Any = None
+    shard_key: Any = None
+
+
+class CountPoints(Body):
+    filter: dict[str, Any] | None = None
+    exact: bool = True
+    shard_key: Any = None
+
+
+class SearchParams(Body):
+    hnsw_ef: int | None = None
+    exact: bool = False
+    indexed_only: bool = False
+    quantization: Any = None
+    acorn: Any = None
+
+
+class QueryPoints(Body):
+    query: Any = None
+    using: str | None = None
+    filter: dict[str, Any] | None = None
+    params: SearchParams | None = None
+    score_threshold: float | None = None
+    limit: int = 10
+    offset: int = 0
+    with_payload: Any = False
+    with_vector: Any = False
+    with_vectors: Any = None
+    prefetch: Any = None
+    lookup_from: Any = None
+    shard_key: Any = None
+
+
+class QueryBatch(Body):
+    searches: list[QueryPoints]
+
+
+class SearchPoints(Body):
+    vector: Any
+    limit: int
+    filter: dict[str, Any] | None = None
+    params: SearchParams | None = None
+    score_threshold: float | None = None
+    offset: int = 0
+    with_payload: Any = False
+    with_vector: Any = False
+    shard_key: Any = None
+
+
+class SearchBatch(Body):
+    searches: list[SearchPoints]

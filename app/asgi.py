@@ -1,0 +1,43 @@
+"""The ASGI application factory: `create_app(settings)`; `app` for ASGI servers."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from app.api import system
+from app.api.envelope import handle_error, mark_started
+from app.api.qdrant import qdrant_router
+from app.lifespan import services_lifespan
+from app.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = Litestar(
+        route_handlers=[system.healthz, system.readyz, qdrant_router],
+        lifespan=[services_lifespan],
+        before_request=mark_started,
+        exception_handlers={Exception: handle_error},
+        openapi_config=OpenAPIConfig(
+            title="Waypoint",
+            version="0.1.0",
+            description="Vector search on PostgreSQL with resumable queries "
+            "(Qdrant and Upstash REST dialects).",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> Litestar:
+    return create_app()

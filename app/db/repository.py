@@ -1,0 +1,309 @@
+"""SQL for collections, namespaces and points. Every function takes an open connection, so
+the caller (a service) decides what one transaction covers.
+
+Bulk writes go through `unnest()` of parallel arrays: one statement per batch, whatever its
+size, instead of one round trip per point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, SMALLINT, TEXT
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.tables import collections, namespaces, point_vectors, points
+from app.models import IdKind, PointId, wire_point_id
+
+
+@dataclass(slots=True)
+class PointWrite:
+    """One point as it is written: canonical id, vectors as float32 bytes, payload, data."""
+
+    id_text: str
+    id_kind: IdKind
+    id_number: int | None
+    vectors: dict[str, bytes]
+    payload: dict[str, Any] | None = None
+    data: str | None = None
+
+
+@dataclass(slots=True)
+class PointRecord:
+    id: PointId
+    seq: int
+    payload: dict[str, Any] | None
+    data: str | None
+    vectors: dict[str, bytes]
+
+
+@dataclass(slots=True)
+class StoredVector:
+    id: PointId
+    seq: int
+    vector: bytes
+
+
+_json = msgspec.json.Encoder()
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else _json.encode(value).decode()
+
+
+# ------------------------------------------------------------------ collections
+
+
+async def insert_collection(
+    conn: AsyncConnection, name: str, config: dict[str, Any], dialect: str
+) -> int | None:
+    """Create the collection and its default namespace; None if the name is taken."""
+    stmt = (
+        sa.dialects.postgresql.insert(collections)
+        .values(name=name, config=config, dialect=dialect)
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(collections.c.id)
+    )
+    collection_id = (await conn.execute(stmt)).scalar_one_or_none()
+    if collection_id is not None:
+        await conn.execute(sa.insert(namespaces).values(collection_id=collection_id, name=""))
+    return collection_id
+
+
+async def select_collections(conn: AsyncConnection) -> list[sa.Row]:
+    stmt = sa.select(
+        collections.c.id, collections.c.name, collections.c.config, collections.c.dialect
+    )
+    return list((await conn.execute(stmt.order_by(collections.c.name))).all())
+
+
+async def select_namespaces(conn: AsyncConnection) -> list[sa.Row]:
+    stmt = sa.select(namespaces.c.id, namespaces.c.collection_id, namespaces.c.name)
+    return list((await conn.execute(stmt)).all())
+
+
+async def delete_collection(conn: AsyncConnection, collection_id: int) -> bool:
+    stmt = sa.delete(collections).where(collections.c.id == collection_id)
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+async def lock_collection(conn: AsyncConnection, collection_id: int) -> bool:
+    """Row-lock the collection for a write; False if it was deleted meanwhile."""
+    stmt = sa.select(collections.c.id).where(collections.c.id == collection_id).with_for_update()
+    return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+
+# ----------------------------------------------------------------------- points
+
+_UPSERT_POINTS = sa.text(
+    """
+    INSERT INTO points (namespace_id, point_id, id_kind, id_number, seq, payload, data)
+    SELECT :namespace_id, u.point_id, u.id_kind, u.id_number, nextval('point_seq'),
+           u.payload::jsonb, u.data
+    FROM unnest(:point_ids, :id_kinds, :id_numbers, :payloads, :datas)
+         AS u(point_id, id_kind, id_number, payload, data)
+    ON CONFLICT (namespace_id, point_id) DO UPDATE
+    SET seq = EXCLUDED.seq, payload = EXCLUDED.payload, data = EXCLUDED.data
+    RETURNING point_id, seq
+    """
+).bindparams(
+    sa.bindparam("point_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("id_kinds", type_=ARRAY(SMALLINT)),
+    sa.bindparam("id_numbers", type_=ARRAY(BIGINT)),
+    sa.bindparam("payloads", type_=ARRAY(TEXT)),
+    sa.bindparam("datas", type_=ARRAY(TEXT)),
+)
+
+_INSERT_VECTORS = sa.text(
+    """
+    INSERT INTO point_vectors (namespace_id, point_id, name, seq, vector)
+    SELECT :namespace_id, u.point_id, u.name, u.seq, u.vector
+    FROM unnest(:point_ids, :names, :seqs, :vectors) AS u(point_id, name, seq, vector)
+    """
+).bindparams(
+    sa.bindparam("point_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("names", type_=ARRAY(TEXT)),
+    sa.bindparam("seqs", type_=ARRAY(BIGINT)),
+    sa.bindparam("vectors", type_=ARRAY(BYTEA)),
+)
+
+
+async def upsert_points(
+    conn: AsyncConnection, namespace_id: int, batch: Sequence[PointWrite]
+) -> dict[str, int]:
+    """Insert or replace points (payload and every vector); returns point id -> new seq.
+
+    `batch` must not name a point twice (PostgreSQL refuses to update a row twice in one
+    statement); the service keeps the last write of each id.
+    """
+    result = await conn.execute(
+        _UPSERT_POINTS,
+        {
+            "namespace_id": namespace_id,
+            "point_ids": [p.id_text for p in batch],
+            "id_kinds": [int(p.id_kind) for p in batch],
+            "id_numbers": [p.id_number for p in batch],
+            "payloads": [_json_text(p.payload) for p in batch],
+            "datas": [p.data for p in batch],
+        },
+    )
+    seqs = {row.point_id: row.seq for row in result}
+    await conn.execute(
+        sa.delete(point_vectors).where(
+            point_vectors.c.namespace_id == namespace_id,
+            point_vectors.c.point_id.in_(list(seqs)),
+        )
+    )
+    rows = [
+        (p.id_text, name, seqs[p.id_text], vec) for p in batch for name, vec in p.vectors.items()
+    ]
+    if rows:
+        ids, names, vseqs, vectors = (list(col) for col in zip(*rows, strict=True))
+        await conn.execute(
+            _INSERT_VECTORS,
+            {
+                "namespace_id": namespace_id,
+                "point_ids": ids,
+                "names": names,
+                "seqs": vseqs,
+                "vectors": vectors,
+            },
+        )
+    return seqs
+
+
+_DELETE_POINTS = sa.text(
+    """
+    WITH gone AS (
+        DELETE FROM points WHERE namespace_id = :namespace_id AND point_id = ANY(:point_ids)
+        RETURNING point_id, id_kind
+    ), stone AS (
+        INSERT INTO point_tombstones (namespace_id, point_id, seq)
+        SELECT :namespace_id, point_id, nextval('point_seq') FROM gone
+        ON CONFLICT (namespace_id, point_id) DO UPDATE SET seq = EXCLUDED.seq
+        RETURNING seq
+    )
+    SELECT gone.point_id, gone.id_kind, (SELECT max(seq) FROM stone) AS seq FROM gone
+    """
+).bindparams(sa.bindparam("point_ids", type_=ARRAY(TEXT)))
+
+
+async def delete_points(
+    conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str]
+) -> tuple[list[PointId], int | None]:
+    """Delete points and leave tombstones; returns the ids that existed and the last seq."""
+    result = await conn.execute(
+        _DELETE_POINTS, {"namespace_id": namespace_id, "point_ids": list(point_ids)}
+    )
+    rows = result.all()
+    seq = max((row.seq for row in rows), default=None)
+    return [wire_point_id(row.point_id, row.id_kind) for row in rows], seq
+
+
+def _record(row: sa.Row, vectors: dict[str, bytes]) -> PointRecord:
+    return PointRecord(
+        id=wire_point_id(row.point_id, row.id_kind),
+        seq=row.seq,
+        payload=row.payload,
+        data=row.data,
+        vectors=vectors,
+    )
+
+
+async def _vectors_of(
+    conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str]
+) -> dict[str, dict[str, bytes]]:
+    stmt = sa.select(point_vectors.c.point_id, point_vectors.c.name, point_vectors.c.vector).where(
+        point_vectors.c.namespace_id == namespace_id, point_vectors.c.point_id.in_(list(point_ids))
+    )
+    found: dict[str, dict[str, bytes]] = {}
+    for row in await conn.execute(stmt):
+        found.setdefault(row.point_id, {})[row.name] = row.vector
+    return found
+
+
+_POINT_COLUMNS = (
+    points.c.point_id,
+    points.c.id_kind,
+    points.c.seq,
+    points.c.payload,
+    points.c.data,
+)
+
+
+async def select_points(
+    conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str], *, with_vectors: bool
+) -> dict[str, PointRecord]:
+    """The stored points among `point_ids`, keyed by canonical id text."""
+    if not point_ids:
+        return {}
+    stmt = sa.select(*_POINT_COLUMNS).where(
+        points.c.namespace_id == namespace_id, points.c.point_id.in_(list(point_ids))
+    )
+    rows = (await conn.execute(stmt)).all()
+    vectors = await _vectors_of(conn, namespace_id, point_ids) if with_vectors else {}
+    return {row.point_id: _record(row, vectors.get(row.point_id, {})) for row in rows}
+
+
+async def scroll_points(
+    conn: AsyncConnection,
+    namespace_id: int,
+    *,
+    start: tuple[int, int | None, str] | None,
+    limit: int,
+    with_vectors: bool,
+) -> list[PointRecord]:
+    """Points in Qdrant id order (numbers, then UUIDs) from `start` (inclusive)."""
+    order = (points.c.id_kind, points.c.id_number, points.c.point_id)
+    stmt = sa.select(*_POINT_COLUMNS).where(points.c.namespace_id == namespace_id)
+    if start is not None:
+        kind, number, text = start
+        stmt = stmt.where(
+            sa.tuple_(*order)
+            >= sa.tuple_(sa.literal(kind), sa.literal(number, sa.BigInteger), sa.literal(text))
+            if number is not None
+            else sa.or_(
+                points.c.id_kind > kind,
+                sa.and_(points.c.id_kind == kind, points.c.point_id >= text),
+            )
+        )
+    rows = (await conn.execute(stmt.order_by(*order).limit(limit))).all()
+    ids = [row.point_id for row in rows]
+    vectors = await _vectors_of(conn, namespace_id, ids) if with_vectors else {}
+    return [_record(row, vectors.get(row.point_id, {})) for row in rows]
+
+
+async def count_points(conn: AsyncConnection, namespace_id: int) -> int:
+    stmt = (
+        sa.select(sa.func.count()).select_from(points).where(points.c.namespace_id == namespace_id)
+    )
+    return (await conn.execute(stmt)).scalar_one()
+
+
+async def stream_vectors(
+    conn: AsyncConnection, namespace_id: int, name: str, batch_size: int = 10_000
+) -> AsyncIterator[list[StoredVector]]:
+    """Every stored vector of one segment, oldest write first, in batches (start-up load)."""
+    stmt = (
+        sa.select(
+            point_vectors.c.point_id, points.c.id_kind, point_vectors.c.seq, point_vectors.c.vector
+        )
+        .join(
+            points,
+            sa.and_(
+                points.c.namespace_id == point_vectors.c.namespace_id,
+                points.c.point_id == point_vectors.c.point_id,
+            ),
+        )
+        .where(point_vectors.c.namespace_id == namespace_id, point_vectors.c.name == name)
+        .order_by(point_vectors.c.seq)
+    )
+    result = await conn.stream(stmt.execution_options(yield_per=batch_size))
+    async for partition in result.partitions(batch_size):
+        yield [
+            StoredVector(wire_point_id(r.point_id, r.id_kind), r.seq, r.vector) for r in partition
+        ]

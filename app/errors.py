@@ -1,0 +1,59 @@
+"""The one domain error hierarchy.
+
+Services raise these; each API dialect maps them to its own envelope and status code at the
+edge (`app/api/*/envelope.py`). Messages are written for the person who sent the request.
+"""
+
+from __future__ import annotations
+
+
+class WaypointError(Exception):
+    """Base of every error a request can cause; `status` is the HTTP status it maps to."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(WaypointError):
+    """The request is well-formed JSON but asks for something impossible or inconsistent."""
+
+    status = 400
+
+
+class ValidationFailed(WaypointError):
+    """The request body does not have the documented shape or types."""
+
+    status = 422
+
+
+class NotFound(WaypointError):
+    status = 404
+
+
+class CollectionNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Not found: Collection `{name}` doesn't exist!")
+        self.name = name
+
+
+class AlreadyExists(WaypointError):
+    status = 409
+
+
+class Unauthorized(WaypointError):
+    status = 401
+
+
+class Forbidden(WaypointError):
+    status = 403
+
+
+class TooManyRequests(WaypointError):
+    status = 429
+
+
+class NotReady(WaypointError):
+    status = 503

@@ -1,0 +1,98 @@
+"""All in-memory segments of this worker, and the background thread that indexes them.
+
+Segments are keyed by (namespace id, vector name); namespace ids are global, so a key never
+outlives a dropped collection. The indexer thread builds and extends hnswlib graphs so that
+no request ever waits for a graph build.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from app.index.segment import Segment
+from app.models import VectorParams
+
+log = logging.getLogger(__name__)
+
+SegmentKey = tuple[int, str]
+
+
+class IndexRegistry:
+    def __init__(self, exact_threshold: int, build_threads: int = 2) -> None:
+        self.exact_threshold = exact_threshold
+        self.build_threads = build_threads
+        self._segments: dict[SegmentKey, Segment] = {}
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def get(self, namespace_id: int, vector_name: str) -> Segment | None:
+        return self._segments.get((namespace_id, vector_name))
+
+    def ensure(self, namespace_id: int, vector_name: str, params: VectorParams) -> Segment:
+        key = (namespace_id, vector_name)
+        segment = self._segments.get(key)
+        if segment is None:
+            segment = Segment(
+                params.size,
+                params.distance,
+                params.hnsw,
+                self.exact_threshold,
+                threads=self.build_threads,
+            )
+            self._segments[key] = segment
+        return segment
+
+    def drop_namespaces(self, namespace_ids: set[int]) -> None:
+        for key in [key for key in self._segments if key[0] in namespace_ids]:
+            del self._segments[key]
+
+    def busy(self, namespace_ids: set[int]) -> bool:
+        """True while any segment of these namespaces still has graph work queued."""
+        return any(
+            segment.needs_indexing
+            for key, segment in list(self._segments.items())
+            if key[0] in namespace_ids
+        )
+
+    # ------------------------------------------------------------------ indexer
+
+    def notify(self) -> None:
+        """Wake the indexer after a write."""
+        with self._wake:
+            self._wake.notify()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="waypoint-indexer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def index_all(self) -> None:
+        """Bring every segment's graph up to date in the calling thread (start-up, tests)."""
+        while work := [s for s in list(self._segments.values()) if s.needs_indexing]:
+            for segment in work:
+                segment.index_step()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and not self._has_work():
+                    self._wake.wait(timeout=1.0)
+                if self._stopping:
+                    return
+            for segment in [s for s in list(self._segments.values()) if s.needs_indexing]:
+                try:
+                    segment.index_step()
+                except Exception:
+                    log.exception("indexing a segment failed")
+
+    def _has_work(self) -> bool:
+        return any(segment.needs_indexing for segment in list(self._segments.values()))

@@ -1,0 +1,51 @@
+"""Similarity arithmetic in one place: query preparation, fast scoring and exact re-scoring.
+
+Scores are Qdrant's: Cosine and Dot are dot products (vectors normalised for Cosine, higher is
+better), Euclid is the true L2 distance (lower is better). Candidate selection uses float32
+BLAS; the final order and the returned scores come from a float64 re-score of the few
+candidates, so rounding in a matrix product can never reorder two results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.models import Distance
+
+
+def prepare(vectors: np.ndarray, distance: Distance) -> np.ndarray:
+    """Vectors as stored and searched: float32, unit length for Cosine (zero stays zero)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if distance is Distance.COSINE:
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        vectors = vectors / np.where(norms == 0, 1, norms)
+        vectors = vectors.astype(np.float32, copy=False)
+    return vectors
+
+
+def sort_keys(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
+    """Fast float32 keys for every row of `matrix`; smaller key = better match."""
+    products = matrix @ query
+    if distance is Distance.EUCLID:
+        return np.einsum("ij,ij->i", matrix, matrix) - 2 * products
+    return -products
+
+
+def exact_scores(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
+    """Qdrant scores of the rows of `matrix`, computed in float64."""
+    rows = matrix.astype(np.float64)
+    q = query.astype(np.float64)
+    if distance is Distance.EUCLID:
+        return np.sqrt(((rows - q) ** 2).sum(axis=1))
+    return rows @ q
+
+
+def order(scores: np.ndarray, rows: np.ndarray, distance: Distance) -> np.ndarray:
+    """Positions that sort results best first; ties go to the older row (stable)."""
+    key = scores if distance is Distance.EUCLID else -scores
+    return np.lexsort((rows, key))
+
+
+def passes_threshold(scores: np.ndarray, threshold: float, distance: Distance) -> np.ndarray:
+    """Qdrant's strict `score_threshold`: keep `score > t`, or `score < t` for Euclid."""
+    return scores < threshold if distance is Distance.EUCLID else scores > threshold

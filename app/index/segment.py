@@ -1,0 +1,263 @@
+"""One segment: the vectors of one (collection, namespace, vector name) in memory.
+
+Rows are append-only: an upsert of an existing point retires its old row and appends a new
+one, so a row number is a stable label that is never reused (hnswlib labels are row numbers).
+Below `exact_threshold` live points every search is an exact numpy scan; above it an hnswlib
+graph is built in the background and kept current by `index_step()`. Rows appended after the
+graph was last extended are "pending" and scanned exactly, so every search sees every
+committed write (read-your-writes) whatever the indexer is doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import hnswlib
+import numpy as np
+
+from app.index import scoring
+from app.index.locks import ReadWriteLock
+from app.models import Distance, HnswParams, PointId
+
+RESCORE_MARGIN = 32  # extra exact-scan candidates re-scored in float64 before the final cut
+INDEX_CHUNK = 512  # rows added to the graph per write-lock hold
+HNSW_SEED = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHits:
+    """Best-first results of one search: point ids, Qdrant scores, versions and the plan."""
+
+    ids: list[PointId]
+    scores: list[float]
+    versions: list[int]
+    plan: str
+
+
+class Segment:
+    def __init__(
+        self, dim: int, distance: Distance, hnsw: HnswParams, exact_threshold: int, threads: int = 2
+    ) -> None:
+        self.dim = dim
+        self.distance = distance
+        self.hnsw = hnsw
+        self.exact_threshold = exact_threshold
+        self.threads = threads
+        self._lock = ReadWriteLock()
+        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        self._alive = np.zeros(0, dtype=bool)
+        self._versions = np.zeros(0, dtype=np.int64)
+        self._ids: list[PointId] = []
+        self._row_of: dict[PointId, int] = {}
+        self._count = 0
+        self._graph: hnswlib.Index | None = None
+        self._graph_rows = 0  # rows [0, _graph_rows) have been offered to the graph
+        self._graph_live = 0
+
+    # ----------------------------------------------------------------- writes
+
+    def upsert(self, ids: Sequence[PointId], vectors: np.ndarray, versions: Sequence[int]) -> None:
+        """Store new vectors for `ids`; `versions` are the seqs of the writes (newer wins)."""
+        vectors = scoring.prepare(vectors, self.distance)
+        with self._lock.writing():
+            keep = [i for i, pid in enumerate(ids) if self._is_newer(pid, versions[i])]
+            if not keep:
+                return
+            self._retire([ids[i] for i in keep])
+            start = self._count
+            self._reserve(start + len(keep))
+            stop = start + len(keep)
+            self._vectors[start:stop] = vectors[keep]
+            self._alive[start:stop] = True
+            self._versions[start:stop] = [versions[i] for i in keep]
+            for offset, i in enumerate(keep):
+                self._ids.append(ids[i])
+                self._row_of[ids[i]] = start + offset
+            self._count = stop
+
+    def delete(self, ids: Sequence[PointId]) -> None:
+        with self._lock.writing():
+            self._retire(ids)
+
+    def set_versions(self, ids: Sequence[PointId], version: int) -> None:
+        """Record a payload-only write, so results report the point's latest version."""
+        with self._lock.writing():
+            for pid in ids:
+                row = self._row_of.get(pid)
+                if row is not None:
+                    self._versions[row] = max(self._versions[row], version)
+
+    def _is_newer(self, point_id: PointId, version: int) -> bool:
+        row = self._row_of.get(point_id)
+        return row is None or version > self._versions[row]
+
+    def _retire(self, ids: Sequence[PointId]) -> None:
+        for pid in ids:
+            row = self._row_of.pop(pid, None)
+            if row is None:
+                continue
+            self._alive[row] = False
+            if row < self._graph_rows and self._graph is not None:
+                self._graph.mark_deleted(row)
+                self._graph_live -= 1
+
+    def _reserve(self, rows: int) -> None:
+        capacity = len(self._alive)
+        if rows <= capacity:
+            return
+        capacity = max(rows, 2 * capacity, 1024)
+        vectors = np.zeros((capacity, self.dim), dtype=np.float32)
+        vectors[: self._count] = self._vectors[: self._count]
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._count] = self._alive[: self._count]
+        versions = np.zeros(capacity, dtype=np.int64)
+        versions[: self._count] = self._versions[: self._count]
+        self._vectors, self._alive, self._versions = vectors, alive, versions
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    @property
+    def indexed(self) -> int:
+        """Live points reachable through the graph (Qdrant's `indexed_vectors_count`)."""
+        return self._graph_live
+
+    def vector(self, point_id: PointId) -> np.ndarray | None:
+        row = self._row_of.get(point_id)
+        return None if row is None else self._vectors[row].copy()
+
+    def vectors(self, ids: Sequence[PointId]) -> list[np.ndarray | None]:
+        with self._lock.reading():
+            return [self.vector(pid) for pid in ids]
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        exact: bool = False,
+        score_threshold: float | None = None,
+        indexed_only: bool = False,
+    ) -> SearchHits:
+        """The `k` best live points for `query`, best first.
+
+        `indexed_only` (Qdrant's search param) skips what the graph does not cover yet in
+        a segment large enough to need one: no results while the graph is being built.
+        """
+        query = scoring.prepare(query, self.distance)
+        with self._lock.reading():
+            large = len(self) > self.exact_threshold
+            if k <= 0 or not self._row_of or (indexed_only and large and self._graph is None):
+                return SearchHits([], [], [], "exact")
+            use_graph = not exact and self._graph is not None and large
+            rows = self._graph_candidates(query, k, ef, indexed_only) if use_graph else None
+            plan = "hnsw" if rows is not None else "exact"
+            if rows is None:
+                rows = self._scan_candidates(query, k, 0)
+            return self._finish(query, rows, k, score_threshold, plan)
+
+    def _scan_candidates(self, query: np.ndarray, k: int, start: int) -> np.ndarray:
+        """Exact scan of rows [start, count): the best k + margin live rows."""
+        stop = self._count
+        alive = np.flatnonzero(self._alive[start:stop]) + start
+        if len(alive) <= k + RESCORE_MARGIN:
+            return alive
+        keys = scoring.sort_keys(self._vectors[start:stop], query, self.distance)
+        keys[~self._alive[start:stop]] = np.inf
+        best = np.argpartition(keys, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]
+        return best + start
+
+    def _graph_candidates(
+        self, query: np.ndarray, k: int, ef: int | None, indexed_only: bool = False
+    ) -> np.ndarray | None:
+        assert self._graph is not None
+        want = min(max(ef or self.hnsw.ef_construct, k), self._graph_live)
+        if want <= 0:
+            return None
+        try:
+            # The effective ef is max(index ef, k): asking for `want` labels gives ef=want
+            # without touching the index-global set_ef (which would race between searches).
+            labels, _ = self._graph.knn_query(query, k=want, num_threads=1)
+        except RuntimeError:  # the graph could not produce `want` live results
+            return None
+        if indexed_only:
+            return labels[0].astype(np.int64)
+        pending = self._scan_candidates(query, k, self._graph_rows)
+        return np.concatenate([labels[0].astype(np.int64), pending])
+
+    def _finish(
+        self, query: np.ndarray, rows: np.ndarray, k: int, threshold: float | None, plan: str
+    ) -> SearchHits:
+        rows = rows[self._alive[rows]]
+        scores = scoring.exact_scores(self._vectors[rows], query, self.distance)
+        if threshold is not None:
+            keep = scoring.passes_threshold(scores, threshold, self.distance)
+            rows, scores = rows[keep], scores[keep]
+        best = scoring.order(scores, rows, self.distance)[:k]
+        rows = rows[best]
+        return SearchHits(
+            ids=[self._ids[r] for r in rows],
+            scores=scores[best].tolist(),
+            versions=self._versions[rows].tolist(),
+            plan=plan,
+        )
+
+    # --------------------------------------------------------------- indexing
+
+    @property
+    def needs_indexing(self) -> bool:
+        if self._graph is None:
+            return len(self) > self.exact_threshold
+        return self._graph_rows < self._count
+
+    def index_step(self) -> None:
+        """One bounded piece of background work: build the graph, or extend it by a chunk."""
+        if self._graph is None:
+            self._build_graph()
+        else:
+            self._extend_graph()
+
+    def _new_graph(self, capacity: int) -> hnswlib.Index:
+        space = "l2" if self.distance is Distance.EUCLID else "ip"
+        graph = hnswlib.Index(space=space, dim=self.dim)
+        graph.init_index(
+            max_elements=max(capacity, 1024),
+            ef_construction=self.hnsw.ef_construct,
+            M=self.hnsw.m,
+            random_seed=HNSW_SEED,
+        )
+        return graph
+
+    def _build_graph(self) -> None:
+        """Build from a snapshot without blocking searches, then install under the lock."""
+        with self._lock.reading():
+            rows = self._count
+            alive = np.flatnonzero(self._alive[:rows])
+            data = self._vectors[alive].copy()
+        graph = self._new_graph(2 * rows)
+        graph.add_items(data, alive, num_threads=self.threads)
+        with self._lock.writing():
+            died = alive[~self._alive[alive]]
+            for row in died:
+                graph.mark_deleted(int(row))
+            self._graph = graph
+            self._graph_rows = rows
+            self._graph_live = len(alive) - len(died)
+
+    def _extend_graph(self) -> None:
+        assert self._graph is not None
+        with self._lock.writing():
+            start = self._graph_rows
+            stop = min(self._count, start + INDEX_CHUNK)
+            rows = np.flatnonzero(self._alive[start:stop]) + start
+            needed = self._graph.get_current_count() + len(rows)
+            if needed > self._graph.get_max_elements():
+                self._graph.resize_index(max(needed, 2 * self._graph.get_max_elements()))
+            if len(rows):
+                self._graph.add_items(self._vectors[rows], rows, num_threads=self.threads)
+            self._graph_rows = stop
+            self._graph_live += len(rows)

@@ -1,0 +1,148 @@
+"""Value types shared by every layer: distances, vector parameters, point ids.
+
+This module imports nothing from the application, so `api`, `services`, `db` and `index` can
+all depend on it without creating cycles.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+DEFAULT_VECTOR = ""  # the name of a collection's unnamed vector
+MAX_POINT_NUMBER = 2**64 - 1
+
+PointId = int | str
+
+
+class Distance(StrEnum):
+    COSINE = "Cosine"
+    DOT = "Dot"
+    EUCLID = "Euclid"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self is not Distance.EUCLID
+
+
+class IdKind(IntEnum):
+    """How a point id is written; orders numbers before UUIDs like Qdrant's id order."""
+
+    NUMBER = 0
+    UUID = 1
+    STRING = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HnswParams:
+    m: int = 16
+    ef_construct: int = 100
+    full_scan_threshold: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class VectorParams:
+    size: int
+    distance: Distance
+    hnsw: HnswParams = HnswParams()
+    # The parameters exactly as the caller sent them, echoed back by collection info.
+    as_sent: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionConfig:
+    """A collection's vector layout; an unnamed vector is stored under the name `""`."""
+
+    vectors: dict[str, VectorParams]
+    hnsw: HnswParams = HnswParams()
+    named: bool = True
+    as_sent: dict[str, Any] = field(default_factory=dict)
+
+
+def hnsw_from_json(data: dict[str, Any], base: HnswParams = HnswParams()) -> HnswParams:
+    return HnswParams(
+        m=int(data.get("m", base.m)),
+        ef_construct=int(data.get("ef_construct", base.ef_construct)),
+        full_scan_threshold=int(data.get("full_scan_threshold", base.full_scan_threshold)),
+    )
+
+
+def config_to_json(config: CollectionConfig) -> dict[str, Any]:
+    """The JSON stored in `collections.config`: the request as sent plus what we derived."""
+    return {
+        "named": config.named,
+        "as_sent": config.as_sent,
+        "hnsw": {
+            "m": config.hnsw.m,
+            "ef_construct": config.hnsw.ef_construct,
+            "full_scan_threshold": config.hnsw.full_scan_threshold,
+        },
+        "vectors": {
+            name: {
+                "size": params.size,
+                "distance": params.distance.value,
+                "hnsw": {
+                    "m": params.hnsw.m,
+                    "ef_construct": params.hnsw.ef_construct,
+                    "full_scan_threshold": params.hnsw.full_scan_threshold,
+                },
+                "as_sent": params.as_sent,
+            }
+            for name, params in config.vectors.items()
+        },
+    }
+
+
+def config_from_json(data: dict[str, Any]) -> CollectionConfig:
+    return CollectionConfig(
+        vectors={
+            name: VectorParams(
+                size=int(v["size"]),
+                distance=Distance(v["distance"]),
+                hnsw=hnsw_from_json(v.get("hnsw", {})),
+                as_sent=v.get("as_sent", {}),
+            )
+            for name, v in data["vectors"].items()
+        },
+        hnsw=hnsw_from_json(data.get("hnsw", {})),
+        named=bool(data.get("named", True)),
+        as_sent=data.get("as_sent", {}),
+    )
+
+
+@dataclass(slots=True)
+class Collection:
+    id: int
+    name: str
+    config: CollectionConfig
+    dialect: str = "qdrant"
+    namespaces: dict[str, int] = field(default_factory=dict)  # namespace name -> id
+
+
+def point_id_key(point_id: PointId) -> tuple[str, IdKind, int | None]:
+    """Canonical text, kind and sortable number of a Qdrant point id (int or UUID string).
+
+    The number is the id shifted by -2**63 so unsigned 64-bit ids sort as signed bigints.
+    Raises ValueError for anything Qdrant would not accept as an id.
+    """
+    if isinstance(point_id, bool):
+        raise ValueError(
+            f"Unable to parse point id {point_id!r}: expected an unsigned integer or UUID"
+        )
+    if isinstance(point_id, int):
+        if not 0 <= point_id <= MAX_POINT_NUMBER:
+            raise ValueError(f"Point id {point_id} is out of range: expected 0..2^64-1")
+        return str(point_id), IdKind.NUMBER, point_id - 2**63
+    if isinstance(point_id, str):
+        try:
+            return str(uuid.UUID(point_id)), IdKind.UUID, None
+        except ValueError:
+            pass
+    raise ValueError(f"Unable to parse point id {point_id!r}: expected an unsigned integer or UUID")
+
+
+def wire_point_id(text: str, kind: int) -> PointId:
+    """Inverse of `point_id_key`: the id as it goes on the wire."""
+    return int(text) if kind == IdKind.NUMBER else text

@@ -1,0 +1,88 @@
+"""Creating, describing and dropping collections."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.db import repository
+from app.db.database import Database
+from app.errors import AlreadyExists, BadRequest, CollectionNotFound
+from app.index.registry import IndexRegistry
+from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, config_to_json
+from app.services.catalog import Catalog
+
+_NAME = re.compile(r"^[^/\\\x00]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionStats:
+    points: int
+    indexed_vectors: int
+    building: bool
+
+
+class CollectionService:
+    def __init__(self, db: Database, catalog: Catalog, registry: IndexRegistry) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.registry = registry
+
+    async def create(self, name: str, config: CollectionConfig, dialect: str = "qdrant") -> None:
+        if not _NAME.match(name):
+            raise BadRequest(
+                f"Wrong input: collection name {name!r} must be 1-255 characters without '/'"
+            )
+        async with self.db.begin() as conn:
+            collection_id = await repository.insert_collection(
+                conn, name, config_to_json(config), dialect
+            )
+            if collection_id is None:
+                raise AlreadyExists(f"Wrong input: Collection `{name}` already exists!")
+            namespaces = {
+                row.name: row.id
+                for row in await repository.select_namespaces(conn)
+                if row.collection_id == collection_id
+            }
+        collection = Collection(collection_id, name, config, dialect, namespaces)
+        for namespace_id in namespaces.values():
+            for vector_name, params in config.vectors.items():
+                self.registry.ensure(namespace_id, vector_name, params)
+        self.catalog.add(collection)
+
+    async def delete(self, name: str) -> bool:
+        collection = self.catalog.find(name)
+        if collection is None:
+            return False
+        async with self.db.begin() as conn:
+            deleted = await repository.delete_collection(conn, collection.id)
+        self.catalog.remove(name)
+        self.registry.drop_namespaces(set(collection.namespaces.values()))
+        return deleted
+
+    def get(self, name: str) -> Collection:
+        return self.catalog.get(name)
+
+    def exists(self, name: str) -> bool:
+        return self.catalog.find(name) is not None
+
+    def list(self) -> list[Collection]:
+        return self.catalog.all()
+
+    async def stats(self, name: str, namespace: str = "") -> CollectionStats:
+        collection = self.catalog.get(name)
+        namespace_id = collection.namespaces.get(namespace)
+        if namespace_id is None:
+            raise CollectionNotFound(name)
+        async with self.db.connect() as conn:
+            points = await repository.count_points(conn, namespace_id)
+        indexed = sum(
+            segment.indexed
+            for vector_name in collection.config.vectors or {DEFAULT_VECTOR: None}
+            if (segment := self.registry.get(namespace_id, vector_name)) is not None
+        )
+        return CollectionStats(
+            points=points,
+            indexed_vectors=indexed,
+            building=self.registry.busy({namespace_id}),
+        )

@@ -1,0 +1,246 @@
+"""Writing and reading points: upsert, retrieve, delete, scroll, count.
+
+A write is committed to PostgreSQL first and applied to the in-memory segments afterwards,
+inside one per-collection lock, so the next request of any client sees it (read-your-writes)
+and the segments apply writes in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.db import repository
+from app.db.database import Database
+from app.db.repository import PointWrite
+from app.errors import BadRequest, CollectionNotFound
+from app.index.registry import IndexRegistry
+from app.models import Collection, PointId, point_id_key, wire_point_id
+from app.services.catalog import Catalog
+from app.services.cpu import CpuPool
+from app.services.payloads import PayloadSelector, VectorSelector
+
+
+@dataclass(slots=True)
+class PointInput:
+    """A point as a dialect parsed it: id, vectors by name (`""` = unnamed), payload."""
+
+    id: PointId
+    vectors: dict[str, Sequence[float]]
+    payload: dict[str, Any] | None = None
+    data: str | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """A point as reads return it; `vectors` holds only the selected names."""
+
+    id: PointId
+    version: int
+    payload: dict[str, Any] | None = None
+    vectors: dict[str, list[float]] | None = None
+    score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_point_id(point_id: Any) -> tuple[str, Any, int | None]:
+    try:
+        return point_id_key(point_id)
+    except ValueError as exc:
+        raise BadRequest(f"Wrong input: {exc}") from None
+
+
+def canonical_id(point_id: Any) -> PointId:
+    """The id as segments and responses hold it: an int, or a lowercase hyphenated UUID."""
+    text, kind, _ = parse_point_id(point_id)
+    return wire_point_id(text, kind)
+
+
+def check_vector(collection: Collection, name: str, values: Sequence[float]) -> np.ndarray:
+    """The vector as float32 after Qdrant's checks: known name, right size, finite."""
+    params = collection.config.vectors.get(name)
+    if params is None:
+        shown = name or "(unnamed)"
+        raise BadRequest(f"Wrong input: Not existing vector name error: {shown}")
+    try:
+        vector = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise BadRequest("Wrong input: a vector must be a list of numbers") from None
+    if vector.ndim != 1:
+        raise BadRequest("Wrong input: expected a dense vector (a flat list of numbers)")
+    if len(vector) != params.size:
+        raise BadRequest(
+            f"Wrong input: Vector dimension error: expected dim: {params.size}, got {len(vector)}"
+        )
+    if not np.isfinite(vector).all():
+        raise BadRequest("Wrong input: vector values must be finite numbers (no NaN or inf)")
+    return vector
+
+
+class PointService:
+    def __init__(
+        self, db: Database, catalog: Catalog, registry: IndexRegistry, cpu: CpuPool
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.registry = registry
+        self.cpu = cpu
+        self._write_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # ------------------------------------------------------------------- writes
+
+    async def upsert(self, name: str, points: Sequence[PointInput], namespace: str = "") -> int:
+        """Insert or replace points; returns the operation id (the batch's last seq)."""
+        collection = self.catalog.get(name)
+        namespace_id = self._namespace(collection, namespace)
+        latest = {parse_point_id(p.id)[0]: p for p in points}  # the last write of an id wins
+        writes, arrays = [], {}
+        for text_id, point in latest.items():
+            vectors = {vn: check_vector(collection, vn, v) for vn, v in point.vectors.items()}
+            arrays[text_id] = vectors
+            _, kind, number = parse_point_id(point.id)
+            writes.append(
+                PointWrite(
+                    text_id,
+                    kind,
+                    number,
+                    {vn: v.tobytes() for vn, v in vectors.items()},
+                    point.payload,
+                    point.data,
+                )
+            )
+        if not writes:
+            return 0
+        async with self._write_locks[collection.id]:
+            async with self.db.begin() as conn:
+                await self._lock(conn, collection)
+                seqs = await repository.upsert_points(conn, namespace_id, writes)
+            wire_ids = {text_id: canonical_id(point.id) for text_id, point in latest.items()}
+            await self.cpu.run(self._apply_upsert, collection, namespace_id, wire_ids, arrays, seqs)
+        self.registry.notify()
+        return max(seqs.values())
+
+    def _apply_upsert(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        wire_ids: dict[str, PointId],
+        arrays: dict[str, dict[str, np.ndarray]],
+        seqs: dict[str, int],
+    ) -> None:
+        for vector_name, params in collection.config.vectors.items():
+            segment = self.registry.ensure(namespace_id, vector_name, params)
+            having = [t for t in seqs if vector_name in arrays[t]]
+            lacking = [wire_ids[t] for t in seqs if vector_name not in arrays[t]]
+            if having:
+                segment.upsert(
+                    [wire_ids[t] for t in having],
+                    np.stack([arrays[t][vector_name] for t in having]),
+                    [seqs[t] for t in having],
+                )
+            if lacking:
+                segment.delete(lacking)
+
+    async def delete(self, name: str, ids: Iterable[Any], namespace: str = "") -> int:
+        """Delete points by id; returns the operation id (0 when nothing existed)."""
+        collection = self.catalog.get(name)
+        namespace_id = self._namespace(collection, namespace)
+        text_ids = list(dict.fromkeys(parse_point_id(i)[0] for i in ids))
+        async with self._write_locks[collection.id]:
+            async with self.db.begin() as conn:
+                await self._lock(conn, collection)
+                deleted, seq = await repository.delete_points(conn, namespace_id, text_ids)
+            await self.cpu.run(self._apply_delete, collection, namespace_id, deleted)
+        return seq or 0
+
+    def _apply_delete(self, collection: Collection, namespace_id: int, ids: list[PointId]) -> None:
+        for vector_name, params in collection.config.vectors.items():
+            self.registry.ensure(namespace_id, vector_name, params).delete(ids)
+
+    async def _lock(self, conn, collection: Collection) -> None:
+        if not await repository.lock_collection(conn, collection.id):
+            raise CollectionNotFound(collection.name)
+
+    # -------------------------------------------------------------------- reads
+
+    async def retrieve(
+        self,
+        name: str,
+        ids: Sequence[Any],
+        payload: PayloadSelector,
+        vectors: VectorSelector,
+        namespace: str = "",
+    ) -> list[Record]:
+        """The existing points among `ids`, in request order, each once."""
+        collection = self.catalog.get(name)
+        namespace_id = self._namespace(collection, namespace)
+        text_ids = list(dict.fromkeys(parse_point_id(i)[0] for i in ids))
+        async with self.db.connect() as conn:
+            found = await repository.select_points(conn, namespace_id, text_ids, with_vectors=False)
+        stored = [found[t] for t in text_ids if t in found]
+        return self.records(collection, namespace_id, stored, payload, vectors)
+
+    async def scroll(
+        self,
+        name: str,
+        offset: Any,
+        limit: int,
+        payload: PayloadSelector,
+        vectors: VectorSelector,
+    ) -> tuple[list[Record], PointId | None]:
+        """A page of points in id order and the id the next page starts at."""
+        if limit < 1:
+            raise BadRequest("Wrong input: limit must be at least 1")
+        collection = self.catalog.get(name)
+        namespace_id = self._namespace(collection, "")
+        start = None
+        if offset is not None:
+            text, kind, number = parse_point_id(offset)
+            start = (int(kind), number, text)
+        async with self.db.connect() as conn:
+            rows = await repository.scroll_points(
+                conn, namespace_id, start=start, limit=limit + 1, with_vectors=False
+            )
+        next_offset = rows[limit].id if len(rows) > limit else None
+        return self.records(collection, namespace_id, rows[:limit], payload, vectors), next_offset
+
+    async def count(self, name: str, namespace: str = "") -> int:
+        collection = self.catalog.get(name)
+        namespace_id = self._namespace(collection, namespace)
+        async with self.db.connect() as conn:
+            return await repository.count_points(conn, namespace_id)
+
+    def records(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        stored: Sequence[repository.PointRecord],
+        payload: PayloadSelector,
+        vectors: VectorSelector,
+    ) -> list[Record]:
+        """Shape stored points for output; vectors come from the in-memory segments."""
+        wanted = [n for n in collection.config.vectors if vectors.wants(n)]
+        segments = {n: self.registry.get(namespace_id, n) for n in wanted}
+        result = []
+        for point in stored:
+            record = Record(point.id, point.seq, payload.apply(point.payload))
+            if vectors.enabled:
+                record.vectors = {}
+                for vector_name, segment in segments.items():
+                    vector = segment.vector(point.id) if segment else None
+                    if vector is not None:
+                        record.vectors[vector_name] = vector.tolist()
+            result.append(record)
+        return result
+
+    @staticmethod
+    def _namespace(collection: Collection, namespace: str) -> int:
+        try:
+            return collection.namespaces[namespace]
+        except KeyError:
+            raise CollectionNotFound(collection.name) from None

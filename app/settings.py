@@ -1,0 +1,46 @@
+"""Typed configuration read once from the environment.
+
+Everything the service can be tuned with lives here, so that `create_app(settings)` can be
+called with an explicit object in tests and nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Service settings; `from_env()` is the only place that reads `WAYPOINT_*` variables."""
+
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    api_key: str | None = None
+    read_only_api_key: str | None = None
+    exact_threshold: int = 20_000
+    search_threads: int = 2
+    build_threads: int = 2
+    qdrant_version: str = "1.20.0"
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=_env("DATABASE_URL"),
+            data_dir=Path(_env("WAYPOINT_DATA_DIR", "data") or "data"),
+            api_key=_env("WAYPOINT_API_KEY"),
+            read_only_api_key=_env("WAYPOINT_READ_ONLY_API_KEY"),
+            exact_threshold=int(_env("WAYPOINT_EXACT_THRESHOLD", "20000") or 20000),
+            search_threads=int(_env("WAYPOINT_SEARCH_THREADS", "2") or 2),
+            build_threads=int(_env("WAYPOINT_BUILD_THREADS", "2") or 2),
+            qdrant_version=_env("WAYPOINT_QDRANT_VERSION", "1.20.0") or "1.20.0",
+            log_level=_env("WAYPOINT_LOG_LEVEL", "INFO") or "INFO",
+        )
