@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        request_max_body_size=settings.max_request_bytes,
         debug=False,
     )
     app.state.settings = settings

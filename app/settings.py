@@ -7,7 +7,7 @@ called with an explicit object in tests and nothing reads the environment at imp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -29,7 +29,7 @@ class Settings:
     build_threads: int = 2
     qdrant_version: str = "1.20.0"
     log_level: str = "INFO"
-    extra: dict[str, str] = field(default_factory=dict)
+    max_request_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,4 +43,5 @@ class Settings:
             build_threads=int(_env("WAYPOINT_BUILD_THREADS", "2") or 2),
             qdrant_version=_env("WAYPOINT_QDRANT_VERSION", "1.20.0") or "1.20.0",
             log_level=_env("WAYPOINT_LOG_LEVEL", "INFO") or "INFO",
+            max_request_bytes=int(_env("WAYPOINT_MAX_REQUEST_MB", "64") or 64) * 1024 * 1024,
         )

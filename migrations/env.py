@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from app.db.tables import metadata
 
 MIGRATION_LOCK_KEY = 0x57A7_0001  # arbitrary, fixed: "Waypoint migrations"

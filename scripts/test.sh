@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install Waypoint with its test tools into ./.venv, lint, and run the test suite.
+# Tests use $TEST_DATABASE_URL when set, otherwise an embedded PostgreSQL of their own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+install_project '.[test]'
+.venv/bin/ruff check app tests scripts migrations
+exec .venv/bin/python -m pytest "$@"
