@@ -9,6 +9,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from app.api import system
+from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
 from app.api.qdrant import qdrant_router
 from app.lifespan import services_lifespan
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[system.healthz, system.readyz, qdrant_router],
         lifespan=[services_lifespan],
         before_request=mark_started,
+        middleware=[ApiKeyMiddleware()],
         exception_handlers={Exception: handle_error},
         openapi_config=OpenAPIConfig(
             title="Waypoint",

@@ -545,7 +545,7 @@ def matched_recall(rows: list[dict], datasets: Sequence[str], clients: Sequence[
                 row.update(setting=f"none (best {best['setting']})", recall10=best["recall10"])
                 out.append(row)
                 continue
-            row.update(setting=hit["setting"], recall10=hit["recall10"])
+            row.update(setting=hit["setting"], recall10=hit["recall10"], plan=hit.get("plan"))
             for c in clients:
                 r = next((x for x in search if x["param"] == hit["param"]
                           and x["clients"] == c), None)
@@ -569,6 +569,7 @@ def summary_table(summary: list[dict], clients: Sequence[int]) -> str:
     for c in clients:
         cols += [(f"qps_{c}", f"QPS {c}c"), (f"lat_{c}", f"p50/p99 ms {c}c")]
     cols += [(f"ratio_{c}", f"service/pgvector QPS {c}c") for c in clients]
+    cols.append(("plan", "plan"))
     return markdown_table(summary, cols)
 
 

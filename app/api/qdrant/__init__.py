@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 
-from app.api.auth import require_api_key
 from app.api.qdrant.controllers import CollectionsController, PointsController, SearchController
 
 
@@ -24,5 +23,4 @@ def version_info(request: Request, state: State) -> Response:
 qdrant_router = Router(
     path="/",
     route_handlers=[version_info, CollectionsController, PointsController, SearchController],
-    guards=[require_api_key],
 )
