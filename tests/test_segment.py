@@ -1,0 +1,115 @@
+"""The in-memory segment against numpy brute force: exact path, graph path, writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.index.segment import Segment
+from app.models import Distance, HnswParams
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(n // 100, 1), dim))
+    return (centres[rng.integers(0, len(centres), n)] + 0.3 * rng.normal(size=(n, dim))).astype(
+        np.float32
+    )
+
+
+def brute_force(data: np.ndarray, query: np.ndarray, distance: Distance, k: int):
+    x, q = data.astype(np.float64), query.astype(np.float64)
+    if distance is Distance.COSINE:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q)
+    if distance is Distance.EUCLID:
+        scores = np.sqrt(((x - q) ** 2).sum(axis=1))
+        order = np.argsort(scores, kind="stable")
+    else:
+        scores = x @ q
+        order = np.argsort(-scores, kind="stable")
+    return order[:k].tolist(), scores[order[:k]]
+
+
+def filled(data: np.ndarray, distance: Distance, threshold: int) -> Segment:
+    segment = Segment(data.shape[1], distance, HnswParams(), threshold)
+    segment.upsert(list(range(len(data))), data, list(range(1, len(data) + 1)))
+    while segment.needs_indexing:
+        segment.index_step()
+    return segment
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_exact_path_equals_brute_force(distance: Distance) -> None:
+    data = clustered(2000, 24, seed=1)
+    segment = filled(data, distance, threshold=10_000)
+    for query in clustered(20, 24, seed=2):
+        hits = segment.search(query, 10)
+        ids, scores = brute_force(data, query, distance, 10)
+        assert hits.plan == "exact"
+        assert hits.ids == ids
+        np.testing.assert_allclose(hits.scores, scores, atol=1e-5)
+
+
+def embedding_like(n: int, dim: int, seed: int) -> np.ndarray:
+    """Clustered unit vectors scaled by 0.8-1.2: the norms Dot is used with in practice."""
+    data = clustered(n, dim, seed)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    return data * np.random.default_rng(seed).uniform(0.8, 1.2, size=(n, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_graph_path_recall(distance: Distance) -> None:
+    data = embedding_like(6000, 32, seed=3)
+    segment = filled(data, distance, threshold=1000)
+    recall = []
+    for query in embedding_like(50, 32, seed=4):
+        hits = segment.search(query, 10)
+        assert hits.plan == "hnsw"
+        recall.append(len(set(hits.ids) & set(brute_force(data, query, distance, 10)[0])) / 10)
+    assert np.mean(recall) >= 0.95
+    exact = segment.search(data[0], 10, exact=True)
+    assert exact.plan == "exact"
+
+
+def test_deleted_and_replaced_points_never_come_back() -> None:
+    data = clustered(3000, 16, seed=5)
+    segment = filled(data, Distance.EUCLID, threshold=500)
+    segment.delete(list(range(0, 3000, 2)))
+    hits = segment.search(data[0], 50)
+    assert hits.ids and all(i % 2 == 1 for i in hits.ids)
+    # Replacing a vector moves the point: it is found at its new place, once.
+    far = np.full(16, 100.0, dtype=np.float32)
+    segment.upsert([1], far[None, :], [10_000])
+    assert segment.search(far, 1).ids == [1]
+    assert segment.search(data[1], 5).ids.count(1) == 0
+    assert len(segment) == 1500
+
+
+def test_older_write_never_overwrites_newer() -> None:
+    segment = Segment(2, Distance.DOT, HnswParams(), 100)
+    segment.upsert([7], np.array([[1.0, 0.0]]), [5])
+    segment.upsert([7], np.array([[0.0, 1.0]]), [3])  # a late, older write
+    np.testing.assert_array_equal(segment.vector(7), [1.0, 0.0])
+
+
+def test_rows_written_during_graph_work_are_searchable() -> None:
+    """Rows not yet in the graph are scanned exactly: read-your-writes during indexing."""
+    data = clustered(3000, 16, seed=6)
+    segment = filled(data, Distance.COSINE, threshold=1000)
+    fresh = clustered(5, 16, seed=7)
+    segment.upsert([10_000 + i for i in range(5)], fresh, [20_000 + i for i in range(5)])
+    assert segment.needs_indexing
+    for i, vector in enumerate(fresh):
+        assert segment.search(vector, 1).ids == [10_000 + i]
+    assert segment.search(fresh[0], 1, indexed_only=True).ids != [10_000]
+
+
+def test_score_threshold_is_strict() -> None:
+    segment = Segment(2, Distance.DOT, HnswParams(), 100)
+    segment.upsert([1, 2, 3], np.array([[1.0, 0], [0.5, 0], [0.25, 0]]), [1, 2, 3])
+    hits = segment.search(np.array([1.0, 0.0]), 10, score_threshold=0.5)
+    assert hits.ids == [1]
+    euclid = Segment(1, Distance.EUCLID, HnswParams(), 100)
+    euclid.upsert([1, 2], np.array([[1.0], [2.0]]), [1, 2])
+    assert euclid.search(np.array([0.0]), 10, score_threshold=2.0).ids == [1]
