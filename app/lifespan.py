@@ -35,10 +35,16 @@ async def services_lifespan(app: Litestar) -> AsyncIterator[None]:
     services = Services(settings, Database(url))
     await services.start()
     app.state.services = services
-    loader = asyncio.create_task(services.load_segments(), name="segment-loader")
+    background = asyncio.create_task(services.run_background(), name="segments")
+    background.add_done_callback(_log_failure)
     try:
         yield
     finally:
-        loader.cancel()
-        await asyncio.gather(loader, return_exceptions=True)
+        background.cancel()
+        await asyncio.gather(background, return_exceptions=True)
         await services.stop()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())

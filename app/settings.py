@@ -30,6 +30,8 @@ class Settings:
     qdrant_version: str = "1.20.0"
     log_level: str = "INFO"
     max_request_bytes: int = 64 * 1024 * 1024
+    sync_interval: float = 1.0
+    signal_dir: Path | None = None  # where workers of one host share their write counter
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,4 +46,6 @@ class Settings:
             qdrant_version=_env("WAYPOINT_QDRANT_VERSION", "1.20.0") or "1.20.0",
             log_level=_env("WAYPOINT_LOG_LEVEL", "INFO") or "INFO",
             max_request_bytes=int(_env("WAYPOINT_MAX_REQUEST_MB", "64") or 64) * 1024 * 1024,
+            sync_interval=float(_env("WAYPOINT_SYNC_INTERVAL", "1.0") or 1.0),
+            signal_dir=Path(d) if (d := _env("WAYPOINT_SIGNAL_DIR")) else None,
         )

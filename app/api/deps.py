@@ -9,5 +9,4 @@ from app.services.container import Services
 
 async def provide_services(state: State) -> Services:
     services: Services = state.services
-    await services.wait_loaded()
-    return services
+    return await services.current()

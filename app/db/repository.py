@@ -182,8 +182,8 @@ _DELETE_POINTS = sa.text(
         DELETE FROM points WHERE namespace_id = :namespace_id AND point_id = ANY(:point_ids)
         RETURNING point_id, id_kind
     ), stone AS (
-        INSERT INTO point_tombstones (namespace_id, point_id, seq)
-        SELECT :namespace_id, point_id, nextval('point_seq') FROM gone
+        INSERT INTO point_tombstones (namespace_id, point_id, id_kind, seq)
+        SELECT :namespace_id, point_id, id_kind, nextval('point_seq') FROM gone
         ON CONFLICT (namespace_id, point_id) DO UPDATE SET seq = EXCLUDED.seq
         RETURNING seq
     )
@@ -307,3 +307,87 @@ async def stream_vectors(
         yield [
             StoredVector(wire_point_id(r.point_id, r.id_kind), r.seq, r.vector) for r in partition
         ]
+
+
+# ------------------------------------------------------------------ change feed
+
+
+@dataclass(slots=True)
+class PointChange:
+    """The current state of a point written after some seq: its vectors with their seqs."""
+
+    namespace_id: int
+    id: PointId
+    seq: int
+    vectors: dict[str, tuple[int, bytes]]
+
+
+@dataclass(slots=True)
+class Tombstone:
+    namespace_id: int
+    id: PointId
+    seq: int
+
+
+_CHANGED_POINTS = sa.text(
+    """
+    SELECT p.namespace_id, p.point_id, p.id_kind, p.seq, v.name, v.seq AS vector_seq, v.vector
+    FROM unnest(:namespace_ids, :since) AS s(namespace_id, since)
+    JOIN points p ON p.namespace_id = s.namespace_id AND p.seq > s.since
+    LEFT JOIN point_vectors v ON v.namespace_id = p.namespace_id AND v.point_id = p.point_id
+    """
+).bindparams(
+    sa.bindparam("namespace_ids", type_=ARRAY(sa.Integer)),
+    sa.bindparam("since", type_=ARRAY(BIGINT)),
+)
+
+_NEW_TOMBSTONES = sa.text(
+    """
+    SELECT t.namespace_id, t.point_id, t.id_kind, t.seq
+    FROM unnest(:namespace_ids, :since) AS s(namespace_id, since)
+    JOIN point_tombstones t ON t.namespace_id = s.namespace_id AND t.seq > s.since
+    """
+).bindparams(
+    sa.bindparam("namespace_ids", type_=ARRAY(sa.Integer)),
+    sa.bindparam("since", type_=ARRAY(BIGINT)),
+)
+
+
+async def changes_since(
+    conn: AsyncConnection, since: dict[int, int]
+) -> tuple[list[PointChange], list[Tombstone]]:
+    """Points written and deleted in each namespace after the given seq.
+
+    Writers take the collection row lock before drawing a seq, so within a collection seqs
+    commit in order: everything up to the largest seq seen here is complete.
+    """
+    params = {"namespace_ids": list(since), "since": list(since.values())}
+    changes: dict[tuple[int, str], PointChange] = {}
+    for row in await conn.execute(_CHANGED_POINTS, params):
+        key = (row.namespace_id, row.point_id)
+        change = changes.get(key)
+        if change is None:
+            change = PointChange(
+                row.namespace_id, wire_point_id(row.point_id, row.id_kind), row.seq, {}
+            )
+            changes[key] = change
+        if row.name is not None:
+            change.vectors[row.name] = (row.vector_seq, row.vector)
+    stones = [
+        Tombstone(row.namespace_id, wire_point_id(row.point_id, row.id_kind), row.seq)
+        for row in await conn.execute(_NEW_TOMBSTONES, params)
+    ]
+    return list(changes.values()), stones
+
+
+async def latest_seqs(conn: AsyncConnection) -> dict[int, int]:
+    """The largest seq written (or deleted) in every namespace."""
+    stmt = sa.text(
+        """
+        SELECT namespace_id, max(seq) AS seq FROM (
+            SELECT namespace_id, seq FROM points
+            UNION ALL SELECT namespace_id, seq FROM point_tombstones
+        ) AS writes GROUP BY namespace_id
+        """
+    )
+    return {row.namespace_id: row.seq for row in await conn.execute(stmt)}

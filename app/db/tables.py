@@ -102,8 +102,9 @@ point_tombstones = sa.Table(
         primary_key=True,
     ),
     sa.Column("point_id", sa.Text, primary_key=True),
+    sa.Column("id_kind", sa.SmallInteger, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Index("ix_point_tombstones_seq", "seq"),
+    sa.Index("ix_point_tombstones_namespace_id_seq", "namespace_id", "seq"),
 )
 
 payload_indexes = sa.Table(

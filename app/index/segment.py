@@ -76,14 +76,19 @@ class Segment:
                 self._row_of[ids[i]] = start + offset
             self._count = stop
 
-    def delete(self, ids: Sequence[PointId]) -> None:
+    def delete(self, ids: Sequence[PointId], versions: Sequence[int] | None = None) -> None:
+        """Remove points; with `versions` (the deletes' seqs) only those written before."""
         with self._lock.writing():
+            if versions is not None:
+                ids = [
+                    pid for pid, seq in zip(ids, versions, strict=True) if self._is_newer(pid, seq)
+                ]
             self._retire(ids)
 
-    def set_versions(self, ids: Sequence[PointId], version: int) -> None:
-        """Record a payload-only write, so results report the point's latest version."""
+    def set_versions(self, ids: Sequence[PointId], versions: Sequence[int]) -> None:
+        """Record payload-only writes, so results report each point's latest version."""
         with self._lock.writing():
-            for pid in ids:
+            for pid, version in zip(ids, versions, strict=True):
                 row = self._row_of.get(pid)
                 if row is not None:
                     self._versions[row] = max(self._versions[row], version)

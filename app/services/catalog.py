@@ -3,8 +3,9 @@ current by the collection service), so a search needs no SQL to find its segment
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from app.db import repository
-from app.db.database import Database
 from app.errors import CollectionNotFound
 from app.models import Collection, config_from_json
 
@@ -13,10 +14,9 @@ class Catalog:
     def __init__(self) -> None:
         self._by_name: dict[str, Collection] = {}
 
-    async def load(self, db: Database) -> None:
-        async with db.connect() as conn:
-            rows = await repository.select_collections(conn)
-            ns_rows = await repository.select_namespaces(conn)
+    async def load(self, conn: AsyncConnection) -> None:
+        rows = await repository.select_collections(conn)
+        ns_rows = await repository.select_namespaces(conn)
         by_id = {
             row.id: Collection(row.id, row.name, config_from_json(row.config), row.dialect)
             for row in rows

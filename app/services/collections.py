@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.db import repository
@@ -23,10 +24,17 @@ class CollectionStats:
 
 
 class CollectionService:
-    def __init__(self, db: Database, catalog: Catalog, registry: IndexRegistry) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        registry: IndexRegistry,
+        on_commit: Callable[[], None],
+    ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
+        self.on_commit = on_commit
 
     async def create(self, name: str, config: CollectionConfig, dialect: str = "qdrant") -> None:
         if not _NAME.match(name):
@@ -49,6 +57,7 @@ class CollectionService:
             for vector_name, params in config.vectors.items():
                 self.registry.ensure(namespace_id, vector_name, params)
         self.catalog.add(collection)
+        self.on_commit()
 
     async def delete(self, name: str) -> bool:
         collection = self.catalog.find(name)
@@ -58,6 +67,7 @@ class CollectionService:
             deleted = await repository.delete_collection(conn, collection.id)
         self.catalog.remove(name)
         self.registry.drop_namespaces(set(collection.namespaces.values()))
+        self.on_commit()
         return deleted
 
     def get(self, name: str) -> Collection:

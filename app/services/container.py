@@ -7,16 +7,19 @@ import logging
 import time
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import repository
 from app.db.database import Database
 from app.errors import NotReady
 from app.index.registry import IndexRegistry
+from app.models import VectorParams
 from app.services.catalog import Catalog
 from app.services.collections import CollectionService
 from app.services.cpu import CpuPool
 from app.services.points import PointService
 from app.services.search import SearchService
+from app.services.sync import ChangeFeed, ChangeSignal
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,11 @@ class Services:
         self.catalog = Catalog()
         self.registry = IndexRegistry(settings.exact_threshold, settings.build_threads)
         self.cpu = CpuPool(settings.search_threads)
-        self.collections = CollectionService(db, self.catalog, self.registry)
-        self.points = PointService(db, self.catalog, self.registry, self.cpu)
+        self.feed = ChangeFeed(
+            db, self.catalog, self.registry, self.cpu, ChangeSignal(db.url, settings.signal_dir)
+        )
+        self.collections = CollectionService(db, self.catalog, self.registry, self.feed.committed)
+        self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points)
         self.loaded = asyncio.Event()
 
@@ -43,45 +49,62 @@ class Services:
             {ns for c in self.catalog.all() for ns in c.namespaces.values()}
         )
 
-    async def wait_loaded(self) -> None:
-        """Requests wait for the start-up load instead of seeing a half-loaded segment."""
-        if self.loaded.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.loaded.wait(), LOAD_WAIT_SECONDS)
-        except TimeoutError:
-            raise NotReady("Service is still loading its indexes, retry later") from None
+    async def current(self) -> Services:
+        """Wait for the start-up load, then apply other workers' writes, before a request.
+
+        Requests never see a half-loaded segment, and see every write any worker on this
+        host has acknowledged (read-your-writes across workers).
+        """
+        if not self.loaded.is_set():
+            try:
+                await asyncio.wait_for(self.loaded.wait(), LOAD_WAIT_SECONDS)
+            except TimeoutError:
+                raise NotReady("Service is still loading its indexes, retry later") from None
+        await self.feed.ensure_current()
+        return self
 
     async def start(self) -> None:
-        await self.catalog.load(self.db)
         self.registry.start()
 
+    async def run_background(self) -> None:
+        """Load the segments, then follow the change feed for writes of other hosts."""
+        await self.load_segments()
+        await self.feed.poll(self.settings.sync_interval)
+
     async def load_segments(self) -> None:
-        """Read every stored vector into memory; the indexer builds graphs as they fill."""
+        """Read every stored vector into memory; the indexer builds graphs as they fill.
+
+        One REPEATABLE READ snapshot covers the catalog, the vectors and the per-namespace
+        high-water marks, so the change feed continues exactly where the load stopped.
+        """
         started = time.perf_counter()
         total = 0
-        for collection in self.catalog.all():
-            for namespace_id in collection.namespaces.values():
-                for vector_name, params in collection.config.vectors.items():
-                    segment = self.registry.ensure(namespace_id, vector_name, params)
-                    async with self.db.connect() as conn:
-                        async for batch in repository.stream_vectors(
-                            conn, namespace_id, vector_name
-                        ):
-                            vectors = np.frombuffer(
-                                b"".join(v.vector for v in batch), dtype=np.float32
-                            ).reshape(len(batch), params.size)
-                            await self.cpu.run(
-                                segment.upsert,
-                                [v.id for v in batch],
-                                vectors,
-                                [v.seq for v in batch],
-                            )
-                            total += len(batch)
+        async with self.db.snapshot() as conn:
+            await self.catalog.load(conn)
+            self.feed.applied.update(await repository.latest_seqs(conn))
+            for collection in self.catalog.all():
+                for namespace_id in collection.namespaces.values():
+                    for vector_name, params in collection.config.vectors.items():
+                        total += await self._load_segment(conn, namespace_id, vector_name, params)
         self.loaded.set()
         self.registry.notify()
         log.info("loaded %d vectors in %.1f s", total, time.perf_counter() - started)
 
+    async def _load_segment(
+        self, conn: AsyncConnection, namespace_id: int, vector_name: str, params: VectorParams
+    ) -> int:
+        segment = self.registry.ensure(namespace_id, vector_name, params)
+        loaded = 0
+        async for batch in repository.stream_vectors(conn, namespace_id, vector_name):
+            raw = b"".join(v.vector for v in batch)
+            vectors = np.frombuffer(raw, dtype=np.float32).reshape(len(batch), params.size)
+            await self.cpu.run(
+                segment.upsert, [v.id for v in batch], vectors, [v.seq for v in batch]
+            )
+            loaded += len(batch)
+        return loaded
+
     async def stop(self) -> None:
         await asyncio.to_thread(self.registry.stop)
         await self.db.dispose()
+        self.feed.signal.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +84,18 @@ def check_vector(collection: Collection, name: str, values: Sequence[float]) -> 
 
 class PointService:
     def __init__(
-        self, db: Database, catalog: Catalog, registry: IndexRegistry, cpu: CpuPool
+        self,
+        db: Database,
+        catalog: Catalog,
+        registry: IndexRegistry,
+        cpu: CpuPool,
+        on_commit: Callable[[], None],
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
         self.cpu = cpu
+        self.on_commit = on_commit
         self._write_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # ------------------------------------------------------------------- writes
@@ -122,6 +128,7 @@ class PointService:
                 seqs = await repository.upsert_points(conn, namespace_id, writes)
             wire_ids = {text_id: canonical_id(point.id) for text_id, point in latest.items()}
             await self.cpu.run(self._apply_upsert, collection, namespace_id, wire_ids, arrays, seqs)
+            self.on_commit()
         self.registry.notify()
         return max(seqs.values())
 
@@ -156,6 +163,7 @@ class PointService:
                 await self._lock(conn, collection)
                 deleted, seq = await repository.delete_points(conn, namespace_id, text_ids)
             await self.cpu.run(self._apply_delete, collection, namespace_id, deleted)
+            self.on_commit()
         return seq or 0
 
     def _apply_delete(self, collection: Collection, namespace_id: int, ids: list[PointId]) -> None:

@@ -1,0 +1,221 @@
+"""Keeping several workers (processes, hosts) on one database consistent.
+
+Each worker applies its own writes to its segments right after commit. Writes made by other
+workers reach it through the change feed: every namespace remembers the last seq it applied,
+and `catch_up()` applies what PostgreSQL holds beyond it (points and their vectors,
+tombstones, new or dropped collections).
+
+When to catch up: workers on one host share a generation counter in a tiny memory-mapped
+file (one per database) that every committed write bumps, so a worker notices another's
+write on its very next request and catches up before answering: read-your-writes across
+workers. Workers on other hosts see writes within `sync_interval` seconds (a poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from app.db import repository
+from app.db.database import Database
+from app.index.registry import IndexRegistry
+from app.models import Collection, PointId
+from app.services.catalog import Catalog
+from app.services.cpu import CpuPool
+
+log = logging.getLogger(__name__)
+
+
+class ChangeSignal:
+    """A write generation counter shared by every process on this host using one database."""
+
+    def __init__(self, database_key: str, folder: Path | None = None) -> None:
+        folder = folder or _default_signal_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(database_key.encode()).hexdigest()[:20]
+        self.path = folder / f"waypoint-{digest}.gen"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            if os.fstat(self._fd).st_size < mmap.PAGESIZE:
+                os.ftruncate(self._fd, mmap.PAGESIZE)
+        self._map = mmap.mmap(self._fd, mmap.PAGESIZE)
+        self._counter = ctypes.c_int64.from_buffer(self._map)
+
+    def _locked(self):
+        return _FileLock(self._fd)
+
+    def current(self) -> int:
+        return self._counter.value
+
+    def bump(self) -> int:
+        with self._locked():
+            self._counter.value += 1
+            return self._counter.value
+
+    def close(self) -> None:
+        del self._counter
+        self._map.close()
+        os.close(self._fd)
+
+
+def _default_signal_dir() -> Path:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+class _FileLock:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        registry: IndexRegistry,
+        cpu: CpuPool,
+        signal: ChangeSignal,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.registry = registry
+        self.cpu = cpu
+        self.signal = signal
+        self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
+        self._seen = signal.current()
+        self._lock = asyncio.Lock()
+
+    async def ensure_current(self) -> None:
+        """Catch up first if any worker on this host committed since we last looked."""
+        if self.signal.current() != self._seen:
+            await self.catch_up()
+
+    def committed(self) -> None:
+        """Announce a write this worker committed (and already applied to its segments)."""
+        seen = self._seen
+        generation = self.signal.bump()
+        if generation == seen + 1:
+            self._seen = generation  # nobody else wrote in between: nothing to fetch
+
+    async def catch_up(self, force: bool = False) -> None:
+        async with self._lock:
+            target = self.signal.current()
+            if target == self._seen and not force:
+                return
+            await self._reload_catalog()
+            await self._apply_point_changes()
+            self._seen = target
+
+    async def _reload_catalog(self) -> None:
+        fresh = Catalog()
+        async with self.db.connect() as conn:
+            await fresh.load(conn)
+        known = {c.id: c for c in self.catalog.all()}
+        current = {c.id: c for c in fresh.all()}
+        for collection_id, collection in known.items():
+            if collection_id not in current:
+                self.catalog.remove(collection.name)
+                self.registry.drop_namespaces(set(collection.namespaces.values()))
+        for collection_id, collection in current.items():
+            old = known.get(collection_id)
+            if old is None:
+                self.catalog.add(collection)
+            else:
+                for name, namespace_id in collection.namespaces.items():
+                    old.namespaces.setdefault(name, namespace_id)
+                for name in set(old.namespaces) - set(collection.namespaces):
+                    self.registry.drop_namespaces({old.namespaces.pop(name)})
+            target = self.catalog.get(collection.name)
+            for namespace_id in target.namespaces.values():
+                self.applied.setdefault(namespace_id, 0)
+                for vector_name, params in target.config.vectors.items():
+                    self.registry.ensure(namespace_id, vector_name, params)
+
+    async def _apply_point_changes(self) -> None:
+        live = {
+            namespace_id: collection
+            for collection in self.catalog.all()
+            for namespace_id in collection.namespaces.values()
+        }
+        since = {ns: self.applied.get(ns, 0) for ns in live}
+        if not since:
+            return
+        async with self.db.connect() as conn:
+            changes, tombstones = await repository.changes_since(conn, since)
+        await self.cpu.run(_apply, self.registry, live, changes, tombstones)
+        for change in changes:
+            self._advance(change.namespace_id, change.seq)
+        for stone in tombstones:
+            self._advance(stone.namespace_id, stone.seq)
+        if changes or tombstones:
+            self.registry.notify()
+            log.debug("applied %d writes and %d deletes", len(changes), len(tombstones))
+
+    def _advance(self, namespace_id: int, seq: int) -> None:
+        self.applied[namespace_id] = max(self.applied.get(namespace_id, 0), seq)
+
+    async def poll(self, interval: float) -> None:
+        """Background loop: pick up writes from workers on other hosts."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.catch_up(force=True)
+            except Exception:
+                log.exception("catching up with the change feed failed")
+
+
+def _apply(
+    registry: IndexRegistry,
+    live: dict[int, Collection],
+    changes: list[repository.PointChange],
+    tombstones: list[repository.Tombstone],
+) -> None:
+    """Apply fetched writes segment by segment, in batches.
+
+    Order does not matter: segments keep the newest version of every point and ignore an
+    older write or a delete that predates the point's current vector.
+    """
+    point_seqs = {change.id: change.seq for change in changes}
+    upserts: defaultdict[tuple[int, str], list[tuple[PointId, int, bytes]]] = defaultdict(list)
+    deletes: defaultdict[tuple[int, str], list[tuple[PointId, int]]] = defaultdict(list)
+    for change in changes:
+        for vector_name in live[change.namespace_id].config.vectors:
+            stored = change.vectors.get(vector_name)
+            key = (change.namespace_id, vector_name)
+            if stored is None:
+                deletes[key].append((change.id, change.seq))
+            else:
+                upserts[key].append((change.id, stored[0], stored[1]))
+    for stone in tombstones:
+        for vector_name in live[stone.namespace_id].config.vectors:
+            deletes[(stone.namespace_id, vector_name)].append((stone.id, stone.seq))
+    for (namespace_id, vector_name), rows in upserts.items():
+        params = live[namespace_id].config.vectors[vector_name]
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+        segment = registry.ensure(namespace_id, vector_name, params)
+        segment.upsert(
+            [r[0] for r in rows], vectors.reshape(len(rows), params.size), [r[1] for r in rows]
+        )
+        segment.set_versions([r[0] for r in rows], [point_seqs[r[0]] for r in rows])
+    for (namespace_id, vector_name), rows in deletes.items():
+        params = live[namespace_id].config.vectors[vector_name]
+        registry.ensure(namespace_id, vector_name, params).delete(
+            [r[0] for r in rows], [r[1] for r in rows]
+        )
