@@ -92,6 +92,7 @@ def upgrade() -> None:
         "point_tombstones",
         sa.Column("namespace_id", sa.Integer, nullable=False),
         sa.Column("point_id", sa.Text, nullable=False),
+        sa.Column("id_kind", sa.SmallInteger, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("namespace_id", "point_id", name="pk_point_tombstones"),
         sa.ForeignKeyConstraint(
@@ -101,7 +102,9 @@ def upgrade() -> None:
             name="fk_point_tombstones_namespace_id_namespaces",
         ),
     )
-    op.create_index("ix_point_tombstones_seq", "point_tombstones", ["seq"])
+    op.create_index(
+        "ix_point_tombstones_namespace_id_seq", "point_tombstones", ["namespace_id", "seq"]
+    )
     op.create_table(
         "payload_indexes",
         sa.Column("collection_id", sa.Integer, nullable=False),
