@@ -135,9 +135,7 @@ UNKNOWN_COLLECTION_CALLS = [
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     UNKNOWN_COLLECTION_CALLS,
-    ids=[
-        f"{m} {p.removeprefix('/collections/' + MISSING)}" for m, p, _ in UNKNOWN_COLLECTION_CALLS
-    ],
+    ids=[f"{m} {p}" for m, p, _ in UNKNOWN_COLLECTION_CALLS],
 )
 def test_unknown_collection_is_404(http, method: str, path: str, body) -> None:
     with writes_nothing(http):
@@ -256,22 +254,7 @@ MALFORMED = {
 }
 
 
-TRUNCATED_JSON_MESSAGE = (
-    "JSON cut short (unterminated string or object) gets 400 with the bare message 'Input data "
-    "was truncated', without the 'Format error in JSON body' prefix (envelope.describe only "
-    "prefixes Litestar details containing 'JSON is malformed')"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=TRUNCATED_JSON_MESSAGE, strict=True))
-        if n in ("truncated", "unclosed_string")
-        else n
-        for n in MALFORMED
-    ],
-)
+@pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_json_is_400_format_error(http, name: str) -> None:
     with writes_nothing(http):
         for method, path in (
@@ -330,30 +313,8 @@ MISTYPED = {
     ),
 }
 
-NAMED_VECTOR_OF_STRINGS_400 = (
-    "service answers 400 'Wrong input: a vector must be a list of numbers' for a vector of "
-    "strings inside a named-vector object (parse.point_vectors/check_vector), while the same "
-    "type error in an unnamed vector is a 422 schema error"
-)
-QUERY_VECTOR_OF_STRINGS_400 = (
-    "`query` is typed Any in schemas.QueryPoints, so a list of strings reaches check_vector "
-    "and gets 400 'a vector must be a list of numbers' instead of a 422 schema error"
-)
-XFAIL_MISTYPED = {
-    "named_vector_of_strings": NAMED_VECTOR_OF_STRINGS_400,
-    "query_vector_of_strings": QUERY_VECTOR_OF_STRINGS_400,
-}
 
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=XFAIL_MISTYPED[n], strict=True))
-        if n in XFAIL_MISTYPED
-        else n
-        for n in MISTYPED
-    ],
-)
+@pytest.mark.parametrize("name", list(MISTYPED))
 def test_wrong_types_are_422(http, name: str) -> None:
     method, path, body = MISTYPED[name]
     with writes_nothing(http):
@@ -493,13 +454,6 @@ def test_negative_limit_or_offset_is_4xx(http, method, path, body) -> None:
     assert_error(http.request(method, path, json=body))
 
 
-HUGE_SCROLL_LIMIT_500 = (
-    "POST /points/scroll with limit >= 2**63-1 answers 500 'Service internal error: DBAPIError' "
-    "(PointService.scroll passes limit+1 unchecked to the SQL LIMIT; asyncpg: 'value out of "
-    "int64 range')"
-)
-
-
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -519,12 +473,7 @@ HUGE_SCROLL_LIMIT_500 = (
             {"query": [1, 2], "using": "w", "limit": 10**30},
         ),
         *[
-            pytest.param(
-                "POST",
-                f"/collections/{NAMED}/points/scroll",
-                {"limit": limit},
-                marks=pytest.mark.xfail(reason=HUGE_SCROLL_LIMIT_500, strict=True),
-            )
+            ("POST", f"/collections/{NAMED}/points/scroll", {"limit": limit})
             for limit in (2**63 - 1, 2**63, 10**30)
         ],
         ("POST", f"/collections/{NAMED}/points/scroll", {"limit": 2**63 - 2}),
@@ -659,12 +608,7 @@ def _send(http: httpx.Client, endpoint: str, content: bytes) -> None:
 
 @pytest.mark.parametrize(
     "endpoint",
-    [
-        pytest.param(e, marks=pytest.mark.xfail(reason=HUGE_SCROLL_LIMIT_500, strict=True))
-        if e == "scroll"
-        else e
-        for e in FUZZ_ENDPOINTS
-    ],
+    list(FUZZ_ENDPOINTS),
 )
 @FUZZ_SETTINGS
 @given(body=bodies)

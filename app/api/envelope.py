@@ -7,7 +7,7 @@ import logging
 import time
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from app.errors import WaypointError
 
@@ -46,7 +46,7 @@ def describe(exc: Exception) -> tuple[int, str]:
         )
         return 422, f"Validation error in JSON body: {problems or exc.detail}"
     if isinstance(exc, HTTPException):
-        if exc.status_code == 400 and "JSON is malformed" in str(exc.detail):
+        if isinstance(exc.__cause__, SerializationException):  # the body did not parse
             return 400, f"Format error in JSON body: {exc.detail}"
         return exc.status_code, str(exc.detail)
     log.exception("unexpected error", exc_info=exc)

@@ -106,5 +106,6 @@ class Services:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.registry.stop)
+        await asyncio.to_thread(self.cpu.shutdown)
         await self.db.dispose()
         self.feed.signal.close()

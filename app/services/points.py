@@ -18,7 +18,7 @@ import numpy as np
 from app.db import repository
 from app.db.database import Database
 from app.db.repository import PointWrite
-from app.errors import BadRequest, CollectionNotFound
+from app.errors import BadRequest, CollectionNotFound, ValidationFailed
 from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, point_id_key, wire_point_id
 from app.services.catalog import Catalog
@@ -55,6 +55,14 @@ def parse_point_id(point_id: Any) -> tuple[str, Any, int | None]:
         raise BadRequest(f"Wrong input: {exc}") from None
 
 
+MAX_COUNT = 2**31 - 1  # limits and offsets beyond this are mistakes, not requests
+
+
+def check_count(name: str, value: int, minimum: int = 0) -> None:
+    if not minimum <= value <= MAX_COUNT:
+        raise BadRequest(f"Wrong input: {name} must be between {minimum} and {MAX_COUNT}")
+
+
 def canonical_id(point_id: Any) -> PointId:
     """The id as segments and responses hold it: an int, or a lowercase hyphenated UUID."""
     text, kind, _ = parse_point_id(point_id)
@@ -70,7 +78,7 @@ def check_vector(collection: Collection, name: str, values: Sequence[float]) -> 
     try:
         vector = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        raise BadRequest("Wrong input: a vector must be a list of numbers") from None
+        raise ValidationFailed("Validation error: a vector must be a list of numbers") from None
     if vector.ndim != 1:
         raise BadRequest("Wrong input: expected a dense vector (a flat list of numbers)")
     if len(vector) != params.size:
@@ -202,8 +210,7 @@ class PointService:
         vectors: VectorSelector,
     ) -> tuple[list[Record], PointId | None]:
         """A page of points in id order and the id the next page starts at."""
-        if limit < 1:
-            raise BadRequest("Wrong input: limit must be at least 1")
+        check_count("limit", limit, minimum=1)
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, "")
         start = None

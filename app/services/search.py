@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.db import repository
-from app.errors import BadRequest, NotFound
+from app.errors import NotFound
 from app.index.segment import SearchHits
 from app.models import Collection, PointId
 from app.services.payloads import PayloadSelector, VectorSelector
@@ -17,6 +17,7 @@ from app.services.points import (
     PointService,
     Record,
     canonical_id,
+    check_count,
     check_vector,
     parse_point_id,
 )
@@ -93,12 +94,10 @@ class SearchService:
 
     @staticmethod
     def _check_limits(request: SearchRequest) -> None:
-        if request.limit < 1:
-            raise BadRequest("Wrong input: limit must be at least 1")
-        if request.offset < 0:
-            raise BadRequest("Wrong input: offset must not be negative")
-        if request.hnsw_ef is not None and request.hnsw_ef < 1:
-            raise BadRequest("Wrong input: hnsw_ef must be at least 1")
+        check_count("limit", request.limit, minimum=1)
+        check_count("offset", request.offset)
+        if request.hnsw_ef is not None:
+            check_count("hnsw_ef", request.hnsw_ef, minimum=1)
 
     def _stored_vector(
         self, collection: Collection, namespace_id: int, using: str, point_id: PointId

@@ -5,10 +5,11 @@ from __future__ import annotations
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 
+from app.api.auth import PUBLIC
 from app.api.qdrant.controllers import CollectionsController, PointsController, SearchController
 
 
-@get("/", tags=["qdrant: service"], sync_to_thread=False)
+@get("/", tags=["qdrant: service"], sync_to_thread=False, opt=PUBLIC)
 def version_info(request: Request, state: State) -> Response:
     """Bare version info (no envelope): qdrant-client checks the major/minor version here."""
     return Response(

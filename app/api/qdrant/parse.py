@@ -18,7 +18,8 @@ from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import PointInput
 from app.services.search import SearchRequest
 
-_DISTANCES = {d.value.lower(): d for d in Distance}
+_DISTANCES = {d.value: d for d in Distance}
+_HNSW_INTS = ("m", "ef_construct", "full_scan_threshold")
 
 
 def collection_config(body: schemas.CreateCollection) -> CollectionConfig:
@@ -43,7 +44,7 @@ def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
     size, distance = raw.get("size"), raw.get("distance")
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65_536:
         raise BadRequest(f"Wrong input: {where}.size must be an integer from 1 to 65536")
-    if not isinstance(distance, str) or distance.lower() not in _DISTANCES:
+    if distance not in _DISTANCES:
         raise BadRequest(
             f"Wrong input: {where}.distance must be one of Cosine, Dot, Euclid (got {distance!r})"
         )
@@ -51,7 +52,7 @@ def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
         raise BadRequest(f"Wrong input: {where}: multivectors are not supported")
     return VectorParams(
         size=size,
-        distance=_DISTANCES[distance.lower()],
+        distance=_DISTANCES[distance],
         hnsw=_hnsw(raw.get("hnsw_config"), hnsw),
         as_sent=raw,
     )
@@ -62,10 +63,10 @@ def _hnsw(raw: Any, base: HnswParams) -> HnswParams:
         return base
     if not isinstance(raw, dict):
         raise BadRequest("Wrong input: hnsw_config must be an object")
-    try:
-        params = hnsw_from_json({k: v for k, v in raw.items() if v is not None}, base)
-    except (TypeError, ValueError):
-        raise BadRequest("Wrong input: hnsw_config values must be integers") from None
+    values = {k: v for k, v in raw.items() if v is not None and k in _HNSW_INTS}
+    if any(not isinstance(v, int) or isinstance(v, bool) for v in values.values()):
+        raise BadRequest(f"Wrong input: hnsw_config {', '.join(_HNSW_INTS)} must be integers")
+    params = hnsw_from_json(values, base)
     if not 2 <= params.m <= 512 or not 4 <= params.ef_construct <= 4096:
         raise BadRequest("Wrong input: hnsw_config.m must be 2..512, ef_construct 4..4096")
     return params
