@@ -391,3 +391,123 @@ async def latest_seqs(conn: AsyncConnection) -> dict[int, int]:
         """
     )
     return {row.namespace_id: row.seq for row in await conn.execute(stmt)}
+
+
+# ------------------------------------------------------------- partial updates
+
+_UPDATE_PAYLOADS = sa.text(
+    """
+    UPDATE points AS p SET payload = u.payload::jsonb, seq = nextval('point_seq')
+    FROM unnest(:point_ids, :payloads) AS u(point_id, payload)
+    WHERE p.namespace_id = :namespace_id AND p.point_id = u.point_id
+    RETURNING p.point_id, p.seq
+    """
+).bindparams(
+    sa.bindparam("point_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("payloads", type_=ARRAY(TEXT)),
+)
+
+
+async def select_payloads(
+    conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    """Current payloads of the existing points among `point_ids`."""
+    stmt = sa.select(points.c.point_id, points.c.payload).where(
+        points.c.namespace_id == namespace_id, points.c.point_id.in_(list(point_ids))
+    )
+    return {row.point_id: row.payload for row in await conn.execute(stmt)}
+
+
+async def update_payloads(
+    conn: AsyncConnection, namespace_id: int, payloads: dict[str, dict[str, Any] | None]
+) -> dict[str, int]:
+    """Replace the payloads of existing points; returns point id -> new seq."""
+    if not payloads:
+        return {}
+    result = await conn.execute(
+        _UPDATE_PAYLOADS,
+        {
+            "namespace_id": namespace_id,
+            "point_ids": list(payloads),
+            "payloads": [_json_text(p) for p in payloads.values()],
+        },
+    )
+    return {row.point_id: row.seq for row in result}
+
+
+_TOUCH_POINTS = sa.text(
+    """
+    UPDATE points SET seq = nextval('point_seq')
+    WHERE namespace_id = :namespace_id AND point_id = ANY(:point_ids)
+    RETURNING point_id, seq
+    """
+).bindparams(sa.bindparam("point_ids", type_=ARRAY(TEXT)))
+
+
+_DELETE_NAMED_VECTORS = sa.text(
+    """
+    DELETE FROM point_vectors AS v USING unnest(:point_ids, :names) AS u(point_id, name)
+    WHERE v.namespace_id = :namespace_id AND v.point_id = u.point_id AND v.name = u.name
+    """
+).bindparams(
+    sa.bindparam("point_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("names", type_=ARRAY(TEXT)),
+)
+
+
+async def replace_vectors(
+    conn: AsyncConnection,
+    namespace_id: int,
+    vectors: dict[str, dict[str, bytes | None]],
+) -> dict[str, int]:
+    """Set (bytes) or remove (None) some named vectors of existing points, keeping the rest.
+
+    Returns point id -> new seq for the points that exist.
+    """
+    result = await conn.execute(
+        _TOUCH_POINTS, {"namespace_id": namespace_id, "point_ids": list(vectors)}
+    )
+    seqs = {row.point_id: row.seq for row in result}
+    changed = [(pid, name) for pid in seqs for name in vectors[pid]]
+    if changed:
+        await conn.execute(
+            _DELETE_NAMED_VECTORS,
+            {
+                "namespace_id": namespace_id,
+                "point_ids": [pid for pid, _ in changed],
+                "names": [name for _, name in changed],
+            },
+        )
+    rows = [
+        (pid, name, seqs[pid], vector)
+        for pid in seqs
+        for name, vector in vectors[pid].items()
+        if vector is not None
+    ]
+    if rows:
+        ids, names, vseqs, blobs = (list(col) for col in zip(*rows, strict=True))
+        await conn.execute(
+            _INSERT_VECTORS,
+            {
+                "namespace_id": namespace_id,
+                "point_ids": ids,
+                "names": names,
+                "seqs": vseqs,
+                "vectors": blobs,
+            },
+        )
+    return seqs
+
+
+async def select_ids(
+    conn: AsyncConnection, namespace_id: int, where: sa.ColumnElement[bool] | None = None
+) -> list[tuple[str, PointId]]:
+    """(id text, wire id) of the points of a namespace, optionally filtered."""
+    stmt = sa.select(points.c.point_id, points.c.id_kind).where(
+        points.c.namespace_id == namespace_id
+    )
+    if where is not None:
+        stmt = stmt.where(where)
+    return [
+        (row.point_id, wire_point_id(row.point_id, row.id_kind)) for row in await conn.execute(stmt)
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,3 +76,21 @@ def _without(value: Any, paths: list[list[str]]) -> Any:
         deeper = [path[1:] for path in paths if len(path) > 1 and path[0] == key]
         result[key] = _without(child, deeper) if deeper else child
     return result
+
+
+def merge_at(payload: dict[str, Any], key: str | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Qdrant `set_payload`: merge `values` into the payload, or into the object at `key`.
+
+    Missing or non-object levels along `key` are replaced by objects.
+    """
+    if not key:
+        return {**payload, **values}
+    head, _, rest = key.partition(".")
+    child = payload.get(head)
+    child = child if isinstance(child, dict) else {}
+    return {**payload, head: merge_at(child, rest or None, values)}
+
+
+def delete_paths(payload: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Qdrant `delete_payload`: remove each key (dot paths reach into nested objects)."""
+    return _without(payload, [key.split(".") for key in keys])

@@ -23,7 +23,16 @@ from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, point_id_key, wire_point_id
 from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
+from app.services.filtering import compile_filter_sql
 from app.services.payloads import PayloadSelector, VectorSelector
+from app.services.writes import (
+    Delete,
+    Operation,
+    PointSelector,
+    ReplaceVectors,
+    Upsert,
+    WriteContext,
+)
 
 
 @dataclass(slots=True)
@@ -111,72 +120,62 @@ class PointService:
     async def upsert(self, name: str, points: Sequence[PointInput], namespace: str = "") -> int:
         """Insert or replace points; returns the operation id (the batch's last seq)."""
         collection = self.catalog.get(name)
-        namespace_id = self._namespace(collection, namespace)
-        latest = {parse_point_id(p.id)[0]: p for p in points}  # the last write of an id wins
-        writes, arrays = [], {}
-        for text_id, point in latest.items():
-            vectors = {vn: check_vector(collection, vn, v) for vn, v in point.vectors.items()}
-            arrays[text_id] = vectors
-            _, kind, number = parse_point_id(point.id)
-            writes.append(
-                PointWrite(
-                    text_id,
-                    kind,
-                    number,
-                    {vn: v.tobytes() for vn, v in vectors.items()},
-                    point.payload,
-                    point.data,
-                )
-            )
-        if not writes:
-            return 0
-        async with self._write_locks[collection.id]:
-            async with self.db.begin() as conn:
-                await self._lock(conn, collection)
-                seqs = await repository.upsert_points(conn, namespace_id, writes)
-            wire_ids = {text_id: canonical_id(point.id) for text_id, point in latest.items()}
-            await self.cpu.run(self._apply_upsert, collection, namespace_id, wire_ids, arrays, seqs)
-            self.on_commit()
-        self.registry.notify()
-        return max(seqs.values())
-
-    def _apply_upsert(
-        self,
-        collection: Collection,
-        namespace_id: int,
-        wire_ids: dict[str, PointId],
-        arrays: dict[str, dict[str, np.ndarray]],
-        seqs: dict[str, int],
-    ) -> None:
-        for vector_name, params in collection.config.vectors.items():
-            segment = self.registry.ensure(namespace_id, vector_name, params)
-            having = [t for t in seqs if vector_name in arrays[t]]
-            lacking = [wire_ids[t] for t in seqs if vector_name not in arrays[t]]
-            if having:
-                segment.upsert(
-                    [wire_ids[t] for t in having],
-                    np.stack([arrays[t][vector_name] for t in having]),
-                    [seqs[t] for t in having],
-                )
-            if lacking:
-                segment.delete(lacking)
+        return await self.write(name, [self.upsert_operation(collection, points)], namespace)
 
     async def delete(self, name: str, ids: Iterable[Any], namespace: str = "") -> int:
         """Delete points by id; returns the operation id (0 when nothing existed)."""
+        return await self.write(name, [Delete(PointSelector(ids=tuple(ids)))], namespace)
+
+    def upsert_operation(self, collection: Collection, points: Sequence[PointInput]) -> Upsert:
+        """Validate points (ids, vector names, sizes, finiteness) before anything is written."""
+        latest = {parse_point_id(p.id)[0]: p for p in points}  # the last write of an id wins
+        writes, vectors = [], {}
+        for text_id, point in latest.items():
+            checked = {vn: check_vector(collection, vn, v) for vn, v in point.vectors.items()}
+            vectors[text_id] = checked
+            _, kind, number = parse_point_id(point.id)
+            raw = {vn: v.tobytes() for vn, v in checked.items()}
+            writes.append(PointWrite(text_id, kind, number, raw, point.payload, point.data))
+        return Upsert(writes, vectors)
+
+    def vectors_operation(
+        self, collection: Collection, points: Sequence[tuple[Any, dict[str, Any]]]
+    ) -> ReplaceVectors:
+        """Qdrant `update_vectors`: validated named vectors for existing points."""
+        vectors: dict[str, dict[str, Any]] = {}
+        for point_id, named in points:
+            text_id = parse_point_id(point_id)[0]
+            vectors[text_id] = {vn: check_vector(collection, vn, v) for vn, v in named.items()}
+        return ReplaceVectors(vectors)
+
+    async def write(self, name: str, operations: Sequence[Operation], namespace: str = "") -> int:
+        """Run operations in one transaction, then apply them to the segments.
+
+        Returns the operation id: the last seq written (0 when nothing changed).
+        """
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, namespace)
-        text_ids = list(dict.fromkeys(parse_point_id(i)[0] for i in ids))
+        context = WriteContext(collection, namespace_id, self.registry, self._select_ids)
         async with self._write_locks[collection.id]:
             async with self.db.begin() as conn:
                 await self._lock(conn, collection)
-                deleted, seq = await repository.delete_points(conn, namespace_id, text_ids)
-            await self.cpu.run(self._apply_delete, collection, namespace_id, deleted)
+                effects = [await operation.execute(conn, context) for operation in operations]
+            await self.cpu.run(lambda: [effect.apply() for effect in effects])
             self.on_commit()
-        return seq or 0
+        self.registry.notify()
+        return max((effect.seq for effect in effects), default=0)
 
-    def _apply_delete(self, collection: Collection, namespace_id: int, ids: list[PointId]) -> None:
-        for vector_name, params in collection.config.vectors.items():
-            self.registry.ensure(namespace_id, vector_name, params).delete(ids)
+    async def _select_ids(self, conn, namespace_id: int, selector: PointSelector) -> list[str]:
+        """Id texts of the points a selector names (ids need not exist; filters match)."""
+        if selector.filter is not None:
+            where = compile_filter_sql(selector.filter)
+            found = await repository.select_ids(conn, namespace_id, where)
+            ids = [text for text, _ in found]
+            if selector.ids is not None:
+                wanted = {parse_point_id(i)[0] for i in selector.ids}
+                ids = [text for text in ids if text in wanted]
+            return ids
+        return list(dict.fromkeys(parse_point_id(i)[0] for i in selector.ids or ()))
 
     async def _lock(self, conn, collection: Collection) -> None:
         if not await repository.lock_collection(conn, collection.id):

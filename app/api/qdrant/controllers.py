@@ -12,8 +12,10 @@ from app.api.auth import READ_ONLY
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
 from app.api.qdrant import parse, render, schemas
+from app.errors import BadRequest, NotFound
 from app.services.container import Services
 from app.services.search import SearchResult
+from app.services.writes import Delete
 
 PLAN_HEADER = "waypoint-plan"
 
@@ -80,6 +82,20 @@ class CollectionsController(Controller):
         return qdrant_ok(request, await services.collections.delete(collection_name))
 
 
+async def _write(
+    request: Request,
+    services: Services,
+    collection_name: str,
+    kind: str,
+    body: dict[str, Any],
+    wait: bool | None,
+) -> Response:
+    services.collections.get(collection_name)  # 404 before the body is judged
+    operation = parse.payload_operation(kind, body)
+    operation_id = await services.points.write(collection_name, [operation])
+    return qdrant_ok(request, update_result(operation_id, wait))
+
+
 class PointsController(Controller):
     path = "/collections/{collection_name:str}/points"
     tags = ["qdrant: points"]
@@ -128,8 +144,6 @@ class PointsController(Controller):
             parse.vector_selector(True),
         )
         if not records:
-            from app.errors import NotFound
-
             raise NotFound(f"Not found: No point with id {point_id} found")
         named = services.collections.get(collection_name).config.named
         return qdrant_ok(request, render.record(records[0], named))
@@ -143,9 +157,99 @@ class PointsController(Controller):
         data: schemas.DeletePoints,
         wait: bool | None = Wait,
     ) -> Response:
-        parse.no_filter(data.filter)
-        operation_id = await services.points.delete(collection_name, data.points or [])
+        chosen = parse.selector(data.points, data.filter)
+        operation_id = await services.points.write(collection_name, [Delete(chosen)])
         return qdrant_ok(request, update_result(operation_id, wait))
+
+    @post("/payload", status_code=200)
+    async def set_payload(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: dict[str, Any],
+        wait: bool | None = Wait,
+    ) -> Response:
+        return await _write(request, services, collection_name, "set_payload", data, wait)
+
+    @put("/payload")
+    async def overwrite_payload(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: dict[str, Any],
+        wait: bool | None = Wait,
+    ) -> Response:
+        return await _write(request, services, collection_name, "overwrite_payload", data, wait)
+
+    @post("/payload/delete", status_code=200)
+    async def delete_payload(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: dict[str, Any],
+        wait: bool | None = Wait,
+    ) -> Response:
+        return await _write(request, services, collection_name, "delete_payload", data, wait)
+
+    @post("/payload/clear", status_code=200)
+    async def clear_payload(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: dict[str, Any],
+        wait: bool | None = Wait,
+    ) -> Response:
+        return await _write(request, services, collection_name, "clear_payload", data, wait)
+
+    @put("/vectors")
+    async def update_vectors(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.UpdateVectors,
+        wait: bool | None = Wait,
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        vectors = parse.update_vectors(data, collection.config.named)
+        operation = services.points.vectors_operation(collection, vectors)
+        operation_id = await services.points.write(collection_name, [operation])
+        return qdrant_ok(request, update_result(operation_id, wait))
+
+    @post("/vectors/delete", status_code=200)
+    async def delete_vectors(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.DeleteVectors,
+        wait: bool | None = Wait,
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        for name in data.vector:
+            if name not in collection.config.vectors:
+                raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+        operation_id = await services.points.write(collection_name, [parse.delete_vectors(data)])
+        return qdrant_ok(request, update_result(operation_id, wait))
+
+    @post("/batch", status_code=200)
+    async def batch_update(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.BatchUpdate,
+        wait: bool | None = Wait,
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        operations = parse.batch_operations(data, collection, services.points)
+        operation_id = await services.points.write(collection_name, operations)
+        results = [update_result(operation_id, wait) for _ in operations]
+        return qdrant_ok(request, results)
 
     @post("/scroll", status_code=200, opt=READ_ONLY)
     async def scroll_points(

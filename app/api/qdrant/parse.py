@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from app.api.qdrant import schemas
-from app.errors import BadRequest
+from app.errors import BadRequest, ValidationFailed
 from app.models import (
     DEFAULT_VECTOR,
+    Collection,
     CollectionConfig,
     Distance,
     HnswParams,
     VectorParams,
     hnsw_from_json,
 )
+from app.services import writes
 from app.services.payloads import PayloadSelector, VectorSelector
-from app.services.points import PointInput
+from app.services.points import PointInput, PointService
 from app.services.search import SearchRequest
+from app.services.writes import Operation, PointSelector
+
+T = TypeVar("T")
 
 _DISTANCES = {d.value: d for d in Distance}
 _HNSW_INTS = ("m", "ef_construct", "full_scan_threshold")
@@ -73,8 +80,6 @@ def _hnsw(raw: Any, base: HnswParams) -> HnswParams:
 
 
 def _jsonable(body: Any) -> dict[str, Any]:
-    import msgspec
-
     return msgspec.to_builtins(body)
 
 
@@ -223,3 +228,83 @@ def search_request(body: schemas.SearchPoints) -> SearchRequest:
         vectors=vector_selector(body.with_vector),
         **_params(body),
     )
+
+
+def filter_node(raw: Any) -> Any:
+    """A Qdrant JSON filter as the filter AST (None for no filter)."""
+    if not raw:
+        return None
+    try:
+        from app.filters import parse_qdrant_filter
+    except ImportError:
+        raise BadRequest(
+            "Wrong input: payload filters are not supported by this server yet"
+        ) from None
+    return parse_qdrant_filter(raw)
+
+
+def selector(points: list[Any] | None, filter_: Any) -> PointSelector:
+    """`points` or `filter`, exactly one of them, as a point selector."""
+    if (points is None) == (not filter_):
+        raise BadRequest("Wrong input: select points with either `points` or `filter`")
+    if points is not None:
+        return PointSelector(ids=tuple(points))
+    return PointSelector(filter=filter_node(filter_))
+
+
+def _convert(raw: Any, kind: type[T], where: str) -> T:
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(f"Validation error in JSON body: {where}: {exc}") from None
+
+
+def payload_operation(kind: str, body: Any) -> Operation:
+    if kind in ("set_payload", "overwrite_payload"):
+        data = _convert(body, schemas.SetPayload, kind)
+        chosen = selector(data.points, data.filter)
+        if kind == "overwrite_payload":
+            return writes.overwrite_payload(chosen, data.payload)
+        return writes.set_payload(chosen, data.payload, data.key)
+    if kind == "delete_payload":
+        data = _convert(body, schemas.DeletePayload, kind)
+        return writes.delete_payload_keys(selector(data.points, data.filter), data.keys)
+    data = _convert(body, schemas.ClearPayload, kind)
+    return writes.clear_payload(selector(data.points, data.filter))
+
+
+def update_vectors(body: schemas.UpdateVectors, named: bool) -> list[tuple[Any, dict[str, Any]]]:
+    return [(p.id, point_vectors(p.vector, named)) for p in body.points]
+
+
+def delete_vectors(body: schemas.DeleteVectors) -> writes.ReplaceVectors:
+    return writes.ReplaceVectors({}, selector(body.points, body.filter), tuple(body.vector))
+
+
+def batch_operations(
+    body: schemas.BatchUpdate, collection: Collection, points: PointService
+) -> list[Operation]:
+    """`points/batch`: every operation parsed and validated before any is executed."""
+    named = collection.config.named
+    operations: list[Operation] = []
+    for position, item in enumerate(body.operations):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise BadRequest(f"Wrong input: operations[{position}] must have exactly one key")
+        kind, raw = next(iter(item.items()))
+        where = f"operations[{position}].{kind}"
+        if kind == "upsert":
+            upsert = _convert(raw, schemas.UpsertPoints, where)
+            operations.append(points.upsert_operation(collection, upsert_points(upsert, named)))
+        elif kind == "delete":
+            data = _convert(raw, schemas.DeletePoints, where)
+            operations.append(writes.Delete(selector(data.points, data.filter)))
+        elif kind in ("set_payload", "overwrite_payload", "delete_payload", "clear_payload"):
+            operations.append(payload_operation(kind, raw))
+        elif kind == "update_vectors":
+            data = _convert(raw, schemas.UpdateVectors, where)
+            operations.append(points.vectors_operation(collection, update_vectors(data, named)))
+        elif kind == "delete_vectors":
+            operations.append(delete_vectors(_convert(raw, schemas.DeleteVectors, where)))
+        else:
+            raise BadRequest(f"Wrong input: {where}: unknown operation")
+    return operations

@@ -124,3 +124,46 @@ class SearchPoints(Body):
 
 class SearchBatch(Body):
     searches: list[SearchPoints]
+
+
+class SetPayload(Body):
+    payload: dict[str, Any]
+    points: list[int | str] | None = None
+    filter: dict[str, Any] | None = None
+    key: str | None = None
+    shard_key: Any = None
+
+
+class DeletePayload(Body):
+    keys: list[str]
+    points: list[int | str] | None = None
+    filter: dict[str, Any] | None = None
+    shard_key: Any = None
+
+
+class ClearPayload(Body):
+    points: list[int | str] | None = None
+    filter: dict[str, Any] | None = None
+    shard_key: Any = None
+
+
+class PointVectors(Body):
+    id: int | str
+    vector: list[float] | dict[str, Any]
+
+
+class UpdateVectors(Body):
+    points: list[PointVectors]
+    shard_key: Any = None
+    update_filter: Any = None
+
+
+class DeleteVectors(Body):
+    vector: list[str]
+    points: list[int | str] | None = None
+    filter: dict[str, Any] | None = None
+    shard_key: Any = None
+
+
+class BatchUpdate(Body):
+    operations: list[dict[str, Any]]
