@@ -12,6 +12,7 @@ from app.api import system
 from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
 from app.api.qdrant import qdrant_router
+from app.api.upstash import UpstashController
 from app.lifespan import services_lifespan
 from app.settings import Settings
 
@@ -22,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = Litestar(
-        route_handlers=[system.healthz, system.readyz, qdrant_router],
+        route_handlers=[system.healthz, system.readyz, qdrant_router, UpstashController],
         lifespan=[services_lifespan],
         before_request=mark_started,
         middleware=[ApiKeyMiddleware()],

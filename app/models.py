@@ -121,12 +121,15 @@ class Collection:
     namespaces: dict[str, int] = field(default_factory=dict)  # namespace name -> id
 
 
-def point_id_key(point_id: PointId) -> tuple[str, IdKind, int | None]:
-    """Canonical text, kind and sortable number of a Qdrant point id (int or UUID string).
+def point_id_key(point_id: PointId, *, strings: bool = False) -> tuple[str, IdKind, int | None]:
+    """Canonical text, kind and sortable number of a point id.
 
-    The number is the id shifted by -2**63 so unsigned 64-bit ids sort as signed bigints.
-    Raises ValueError for anything Qdrant would not accept as an id.
+    Qdrant ids are unsigned 64-bit ints or UUIDs; the number is the id shifted by -2**63 so
+    they sort as signed bigints. With `strings` (Upstash indexes) any non-empty string is an
+    id, and numbers become their decimal text. Raises ValueError for anything else.
     """
+    if strings:
+        return _string_id(point_id)
     if isinstance(point_id, bool):
         raise ValueError(
             f"Unable to parse point id {point_id!r}: expected an unsigned integer or UUID"
@@ -141,6 +144,12 @@ def point_id_key(point_id: PointId) -> tuple[str, IdKind, int | None]:
         except ValueError:
             pass
     raise ValueError(f"Unable to parse point id {point_id!r}: expected an unsigned integer or UUID")
+
+
+def _string_id(point_id: PointId) -> tuple[str, IdKind, int | None]:
+    if isinstance(point_id, bool) or not isinstance(point_id, int | str) or point_id == "":
+        raise ValueError(f"Invalid id {point_id!r}: expected a non-empty string or a number")
+    return str(point_id), IdKind.STRING, None
 
 
 def wire_point_id(text: str, kind: int) -> PointId:

@@ -511,3 +511,29 @@ async def select_ids(
     return [
         (row.point_id, wire_point_id(row.point_id, row.id_kind)) for row in await conn.execute(stmt)
     ]
+
+
+async def ensure_namespace(conn: AsyncConnection, collection_id: int, name: str) -> int:
+    """The namespace's id, creating it if needed (Upstash creates namespaces on upsert)."""
+    stmt = (
+        sa.dialects.postgresql.insert(namespaces)
+        .values(collection_id=collection_id, name=name)
+        .on_conflict_do_nothing(index_elements=["collection_id", "name"])
+        .returning(namespaces.c.id)
+    )
+    created = (await conn.execute(stmt)).scalar_one_or_none()
+    if created is not None:
+        return created
+    existing = sa.select(namespaces.c.id).where(
+        namespaces.c.collection_id == collection_id, namespaces.c.name == name
+    )
+    return (await conn.execute(existing)).scalar_one()
+
+
+async def count_by_namespace(conn: AsyncConnection, namespace_ids: Sequence[int]) -> dict[int, int]:
+    stmt = (
+        sa.select(points.c.namespace_id, sa.func.count())
+        .where(points.c.namespace_id.in_(list(namespace_ids)))
+        .group_by(points.c.namespace_id)
+    )
+    return {row[0]: row[1] for row in await conn.execute(stmt)}

@@ -32,12 +32,21 @@ def sort_keys(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.n
 
 
 def exact_scores(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
-    """Qdrant scores of the rows of `matrix`, computed in float64."""
+    """Qdrant scores of the rows of `matrix`, computed in float64.
+
+    Cosine re-normalises in float64: vectors normalised in float32 are off unit length by
+    ~1e-7, enough to make two identical directions score 0.99999994 instead of 1 (Upstash
+    clients expect exactly 1 after float32 rounding).
+    """
     rows = matrix.astype(np.float64)
     q = query.astype(np.float64)
     if distance is Distance.EUCLID:
         return np.sqrt(((rows - q) ** 2).sum(axis=1))
-    return rows @ q
+    products = rows @ q
+    if distance is Distance.COSINE:
+        norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(q)
+        products = np.divide(products, norms, out=np.zeros_like(products), where=norms > 0)
+    return products
 
 
 def order(scores: np.ndarray, rows: np.ndarray, distance: Distance) -> np.ndarray:

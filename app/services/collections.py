@@ -70,6 +70,22 @@ class CollectionService:
         self.on_commit()
         return deleted
 
+    async def ensure_namespace(self, name: str, namespace: str) -> int:
+        """The namespace's id, creating it (and its segments) on first use."""
+        collection = self.catalog.get(name)
+        namespace_id = collection.namespaces.get(namespace)
+        if namespace_id is not None:
+            return namespace_id
+        async with self.db.begin() as conn:
+            if not await repository.lock_collection(conn, collection.id):
+                raise CollectionNotFound(name)
+            namespace_id = await repository.ensure_namespace(conn, collection.id, namespace)
+        collection.namespaces[namespace] = namespace_id
+        for vector_name, params in collection.config.vectors.items():
+            self.registry.ensure(namespace_id, vector_name, params)
+        self.on_commit()
+        return namespace_id
+
     def get(self, name: str) -> Collection:
         return self.catalog.get(name)
 
@@ -78,6 +94,13 @@ class CollectionService:
 
     def list(self) -> list[Collection]:
         return self.catalog.all()
+
+    async def namespace_counts(self, name: str) -> dict[str, int]:
+        """Points per namespace (every namespace listed, empty ones with 0)."""
+        collection = self.catalog.get(name)
+        async with self.db.connect() as conn:
+            counts = await repository.count_by_namespace(conn, list(collection.namespaces.values()))
+        return {ns: counts.get(ns_id, 0) for ns, ns_id in sorted(collection.namespaces.items())}
 
     async def stats(self, name: str, namespace: str = "") -> CollectionStats:
         collection = self.catalog.get(name)

@@ -57,9 +57,10 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_point_id(point_id: Any) -> tuple[str, Any, int | None]:
+def parse_point_id(point_id: Any, collection: Collection) -> tuple[str, Any, int | None]:
+    """Canonical id text, kind and number; Upstash indexes take any string as an id."""
     try:
-        return point_id_key(point_id)
+        return point_id_key(point_id, strings=collection.dialect == "upstash")
     except ValueError as exc:
         raise BadRequest(f"Wrong input: {exc}") from None
 
@@ -72,9 +73,9 @@ def check_count(name: str, value: int, minimum: int = 0) -> None:
         raise BadRequest(f"Wrong input: {name} must be between {minimum} and {MAX_COUNT}")
 
 
-def canonical_id(point_id: Any) -> PointId:
+def canonical_id(point_id: Any, collection: Collection) -> PointId:
     """The id as segments and responses hold it: an int, or a lowercase hyphenated UUID."""
-    text, kind, _ = parse_point_id(point_id)
+    text, kind, _ = parse_point_id(point_id, collection)
     return wire_point_id(text, kind)
 
 
@@ -128,12 +129,14 @@ class PointService:
 
     def upsert_operation(self, collection: Collection, points: Sequence[PointInput]) -> Upsert:
         """Validate points (ids, vector names, sizes, finiteness) before anything is written."""
-        latest = {parse_point_id(p.id)[0]: p for p in points}  # the last write of an id wins
+        latest = {
+            parse_point_id(p.id, collection)[0]: p for p in points
+        }  # the last write of an id wins
         writes, vectors = [], {}
         for text_id, point in latest.items():
             checked = {vn: check_vector(collection, vn, v) for vn, v in point.vectors.items()}
             vectors[text_id] = checked
-            _, kind, number = parse_point_id(point.id)
+            _, kind, number = parse_point_id(point.id, collection)
             raw = {vn: v.tobytes() for vn, v in checked.items()}
             writes.append(PointWrite(text_id, kind, number, raw, point.payload, point.data))
         return Upsert(writes, vectors)
@@ -144,7 +147,7 @@ class PointService:
         """Qdrant `update_vectors`: validated named vectors for existing points."""
         vectors: dict[str, dict[str, Any]] = {}
         for point_id, named in points:
-            text_id = parse_point_id(point_id)[0]
+            text_id = parse_point_id(point_id, collection)[0]
             vectors[text_id] = {vn: check_vector(collection, vn, v) for vn, v in named.items()}
         return ReplaceVectors(vectors)
 
@@ -165,17 +168,19 @@ class PointService:
         self.registry.notify()
         return max((effect.seq for effect in effects), default=0)
 
-    async def _select_ids(self, conn, namespace_id: int, selector: PointSelector) -> list[str]:
+    async def _select_ids(
+        self, conn, collection: Collection, namespace_id: int, selector: PointSelector
+    ) -> list[str]:
         """Id texts of the points a selector names (ids need not exist; filters match)."""
         if selector.filter is not None:
             where = compile_filter_sql(selector.filter)
             found = await repository.select_ids(conn, namespace_id, where)
             ids = [text for text, _ in found]
             if selector.ids is not None:
-                wanted = {parse_point_id(i)[0] for i in selector.ids}
+                wanted = {parse_point_id(i, collection)[0] for i in selector.ids}
                 ids = [text for text in ids if text in wanted]
             return ids
-        return list(dict.fromkeys(parse_point_id(i)[0] for i in selector.ids or ()))
+        return list(dict.fromkeys(parse_point_id(i, collection)[0] for i in selector.ids or ()))
 
     async def _lock(self, conn, collection: Collection) -> None:
         if not await repository.lock_collection(conn, collection.id):
@@ -194,7 +199,7 @@ class PointService:
         """The existing points among `ids`, in request order, each once."""
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, namespace)
-        text_ids = list(dict.fromkeys(parse_point_id(i)[0] for i in ids))
+        text_ids = list(dict.fromkeys(parse_point_id(i, collection)[0] for i in ids))
         async with self.db.connect() as conn:
             found = await repository.select_points(conn, namespace_id, text_ids, with_vectors=False)
         stored = [found[t] for t in text_ids if t in found]
@@ -214,7 +219,7 @@ class PointService:
         namespace_id = self._namespace(collection, "")
         start = None
         if offset is not None:
-            text, kind, number = parse_point_id(offset)
+            text, kind, number = parse_point_id(offset, collection)
             start = (int(kind), number, text)
         async with self.db.connect() as conn:
             rows = await repository.scroll_points(

@@ -62,7 +62,7 @@ class SearchService:
         exclude: PointId | None = None
         if request.point_id is not None:
             # Qdrant leaves the point a query is made from out of its own results.
-            exclude = canonical_id(request.point_id)
+            exclude = canonical_id(request.point_id, collection)
             query = self._stored_vector(collection, namespace_id, request.using, exclude)
         else:
             query = check_vector(collection, request.using, request.vector or [])
@@ -119,7 +119,7 @@ class SearchService:
     ) -> None:
         """Fill payloads (one SQL round trip) and vectors (from memory) as requested."""
         if request.payload.enabled and records:
-            ids = [parse_point_id(r.id)[0] for r in records]
+            ids = [parse_point_id(r.id, collection)[0] for r in records]
             async with self.db.connect() as conn:
                 stored = await repository.select_points(conn, namespace_id, ids, with_vectors=False)
             for record, text_id in zip(records, ids, strict=True):

@@ -45,7 +45,7 @@ class WriteContext:
     collection: Collection
     namespace_id: int
     registry: IndexRegistry
-    select_ids: Callable[[AsyncConnection, int, PointSelector], Any]
+    select_ids: Callable[[AsyncConnection, Collection, int, PointSelector], Any]
 
     def segment(self, vector_name: str):
         params = self.collection.config.vectors[vector_name]
@@ -95,7 +95,7 @@ class Delete:
     selector: PointSelector
 
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
-        targets = await ctx.select_ids(conn, ctx.namespace_id, self.selector)
+        targets = await ctx.select_ids(conn, ctx.collection, ctx.namespace_id, self.selector)
         deleted, seq = await repository.delete_points(conn, ctx.namespace_id, list(targets))
 
         def apply() -> None:
@@ -113,7 +113,7 @@ class ChangePayload:
     change: Callable[[dict[str, Any]], dict[str, Any]]
 
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
-        targets = await ctx.select_ids(conn, ctx.namespace_id, self.selector)
+        targets = await ctx.select_ids(conn, ctx.collection, ctx.namespace_id, self.selector)
         current = await repository.select_payloads(conn, ctx.namespace_id, list(targets))
         _require_all(targets, current)
         new = {pid: self.change(dict(payload or {})) for pid, payload in current.items()}
@@ -149,7 +149,7 @@ class ReplaceVectors:
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
         vectors = dict(self.vectors)
         if self.selector is not None:
-            for pid in await ctx.select_ids(conn, ctx.namespace_id, self.selector):
+            for pid in await ctx.select_ids(conn, ctx.collection, ctx.namespace_id, self.selector):
                 vectors[pid] = dict.fromkeys(self.names)
         raw = {
             pid: {n: (None if v is None else v.tobytes()) for n, v in named.items()}

@@ -1,0 +1,48 @@
+"""Request bodies of the Upstash Vector REST API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Body(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    """Unknown fields are ignored: the SDK sends telemetry-free but version-dependent keys."""
+
+
+class Vector(Body):
+    id: int | str
+    vector: list[float] | None = None
+    sparse_vector: Any = None
+    metadata: dict[str, Any] | None = None
+    data: str | None = None
+
+
+class Query(Body):
+    vector: list[float] | None = None
+    sparse_vector: Any = None
+    data: str | None = None
+    top_k: int = 10
+    include_vectors: bool = False
+    include_metadata: bool = False
+    include_data: bool = False
+    filter: str = ""
+    weighting_strategy: str | None = None
+    fusion_algorithm: str | None = None
+    query_mode: str | None = None
+    max_idle: int | None = None
+
+
+class ResumableNext(Body):
+    uuid: str
+    additional_k: int = 10
+
+
+class ResumableEnd(Body):
+    uuid: str
+
+
+class CreateIndex(Body):
+    dimension: int
+    similarity_function: str = "COSINE"
