@@ -10,7 +10,7 @@ the insertion order for Upstash `range`, and the change feed (`WHERE seq > last_
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = sa.MetaData(
     naming_convention={
@@ -120,4 +120,43 @@ payload_indexes = sa.Table(
     sa.Column("field_schema", JSONB, nullable=False),
     sa.Column("pg_index_name", sa.Text, nullable=False),
     _created_at(),
+)
+
+resumable_queries = sa.Table(
+    "resumable_queries",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column(
+        "collection_id",
+        sa.Integer,
+        sa.ForeignKey("collections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "namespace_id",
+        sa.Integer,
+        sa.ForeignKey("namespaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("vector_name", sa.Text, nullable=False),
+    sa.Column("dialect", sa.Text, nullable=False),
+    # The frozen request: query vector, filter (as sent), include flags, page size.
+    sa.Column("request", JSONB, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),  # "exact" | "graph"
+    sa.Column("state", sa.LargeBinary, nullable=False),  # the engine's compact frontier
+    sa.Column("emitted", sa.BigInteger, nullable=False, server_default="0"),
+    # Write seqs of every point returned so far (sorted, delta-encoded, zlib): what lets any
+    # worker continue the session even where the frontier state does not apply.
+    sa.Column("emitted_seqs", sa.LargeBinary, nullable=False),
+    # Only vectors written up to this seq may be returned (later writes may not appear).
+    sa.Column("start_seq", sa.BigInteger, nullable=False),
+    sa.Column("max_idle_seconds", sa.Integer, nullable=False),
+    sa.Column("owner_key", sa.Text, nullable=False, server_default=""),
+    _created_at(),
+    sa.Column(
+        "last_touched", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_resumable_queries_expires_at", "expires_at"),
+    sa.Index("ix_resumable_queries_owner_key", "owner_key"),
 )

@@ -48,6 +48,7 @@ class Segment:
         self._vectors = np.zeros((0, dim), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._versions = np.zeros(0, dtype=np.int64)
+        self._seqs = np.zeros(0, dtype=np.int64)  # the seq that wrote each row's vector
         self._ids: list[PointId] = []
         self._row_of: dict[PointId, int] = {}
         self._count = 0
@@ -71,6 +72,7 @@ class Segment:
             self._vectors[start:stop] = vectors[keep]
             self._alive[start:stop] = True
             self._versions[start:stop] = [versions[i] for i in keep]
+            self._seqs[start:stop] = self._versions[start:stop]
             for offset, i in enumerate(keep):
                 self._ids.append(ids[i])
                 self._row_of[ids[i]] = start + offset
@@ -118,7 +120,9 @@ class Segment:
         alive[: self._count] = self._alive[: self._count]
         versions = np.zeros(capacity, dtype=np.int64)
         versions[: self._count] = self._versions[: self._count]
-        self._vectors, self._alive, self._versions = vectors, alive, versions
+        seqs = np.zeros(capacity, dtype=np.int64)
+        seqs[: self._count] = self._seqs[: self._count]
+        self._vectors, self._alive, self._versions, self._seqs = vectors, alive, versions, seqs
 
     # ------------------------------------------------------------------ reads
 
@@ -129,6 +133,20 @@ class Segment:
     def indexed(self) -> int:
         """Live points reachable through the graph (Qdrant's `indexed_vectors_count`)."""
         return self._graph_live
+
+    def seq_of(self, point_id: PointId) -> int | None:
+        """The seq of the write that set this point's current vector (a portable label)."""
+        row = self._row_of.get(point_id)
+        return None if row is None else int(self._seqs[row])
+
+    def max_seq(self) -> int:
+        """The newest write this segment holds: a session started now sees writes up to it."""
+        with self._lock.reading():
+            return int(self._seqs[: self._count].max()) if self._count else 0
+
+    def rows_written_by(self, rows: np.ndarray) -> np.ndarray:
+        """The write seq of each row: unlike row numbers, the same on every worker."""
+        return self._seqs[rows]
 
     def vector(self, point_id: PointId) -> np.ndarray | None:
         row = self._row_of.get(point_id)

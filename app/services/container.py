@@ -19,6 +19,7 @@ from app.services.collections import CollectionService
 from app.services.cpu import CpuPool
 from app.services.points import PointService
 from app.services.search import SearchService
+from app.services.sessions import SessionService
 from app.services.sync import ChangeFeed, ChangeSignal
 from app.settings import Settings
 
@@ -40,6 +41,15 @@ class Services:
         self.collections = CollectionService(db, self.catalog, self.registry, self.feed.committed)
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points)
+        self.sessions = SessionService(
+            db,
+            self.catalog,
+            self.registry,
+            self.cpu,
+            exact_threshold=settings.exact_threshold,
+            max_sessions=settings.max_sessions,
+            max_sessions_per_key=settings.max_sessions_per_key,
+        )
         self.loaded = asyncio.Event()
 
     @property
@@ -67,9 +77,23 @@ class Services:
         self.registry.start()
 
     async def run_background(self) -> None:
-        """Load the segments, then follow the change feed for writes of other hosts."""
+        """Load the segments, then follow the change feed and reap idle sessions."""
         await self.load_segments()
-        await self.feed.poll(self.settings.sync_interval)
+        await asyncio.gather(
+            self.feed.poll(self.settings.sync_interval),
+            self.reap_sessions(self.settings.reap_interval),
+        )
+
+    async def reap_sessions(self, interval: float) -> None:
+        """Background loop: delete resumable queries idle past their max idle time."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                reaped = await self.sessions.reap()
+                if reaped:
+                    log.info("reaped %d idle resumable queries", reaped)
+            except Exception:
+                log.exception("reaping idle resumable queries failed")
 
     async def load_segments(self) -> None:
         """Read every stored vector into memory; the indexer builds graphs as they fill.

@@ -6,7 +6,12 @@ from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 
 from app.api.auth import PUBLIC
-from app.api.qdrant.controllers import CollectionsController, PointsController, SearchController
+from app.api.qdrant.controllers import (
+    CollectionsController,
+    PointsController,
+    ResumableController,
+    SearchController,
+)
 
 
 @get("/", tags=["qdrant: service"], sync_to_thread=False, opt=PUBLIC)
@@ -23,5 +28,11 @@ def version_info(request: Request, state: State) -> Response:
 
 qdrant_router = Router(
     path="/",
-    route_handlers=[version_info, CollectionsController, PointsController, SearchController],
+    route_handlers=[
+        version_info,
+        CollectionsController,
+        PointsController,
+        SearchController,
+        ResumableController,
+    ],
 )

@@ -8,13 +8,14 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from app.api.auth import READ_ONLY
+from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
 from app.api.qdrant import parse, render, schemas
 from app.errors import BadRequest, NotFound
 from app.services.container import Services
 from app.services.search import SearchResult
+from app.services.sessions import SessionSpec, owner_of
 from app.services.writes import Delete
 
 PLAN_HEADER = "waypoint-plan"
@@ -331,3 +332,70 @@ class SearchController(Controller):
         named = services.collections.get(collection_name).config.named
         body = [[render.scored_point(p, named) for p in r.points] for r in results]
         return qdrant_ok(request, body, _plans(results))
+
+
+class ResumableController(Controller):
+    """Resumable queries in the Qdrant style (a Waypoint extension of the Qdrant API).
+
+    `POST …/points/query/resumable` takes a `points/query` request (plus `max_idle`, in
+    seconds) and answers the first page with the session `id`; `POST …/resumable/{id}/next`
+    with `{"limit": k}` returns the next k points (`[]` once exhausted); `DELETE …/{id}`
+    stops the session. Sessions are PostgreSQL rows: any worker continues any session.
+    """
+
+    path = "/collections/{collection_name:str}/points/query/resumable"
+    tags = ["qdrant: resumable queries"]
+    dependencies = {"services": Provide(provide_services)}
+
+    @post("/", status_code=200, opt=READ_ONLY)
+    async def start(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.ResumableQuery,
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        search = parse.query_request(data, allow_filter=True)
+        if search.vector is None:
+            raise BadRequest("Wrong input: resumable queries take a query vector")
+        spec = SessionSpec(
+            collection=collection_name,
+            namespace="",
+            vector=list(search.vector),
+            vector_name=search.using,
+            filter=data.filter,
+            payload=search.payload,
+            vectors=search.vectors,
+            hnsw_ef=search.hnsw_ef,
+        )
+        handle, records = await services.sessions.start(
+            spec, data.limit, data.max_idle, owner_of(presented_key(request.scope))
+        )
+        named = collection.config.named
+        points = [render.scored_point(r, named) for r in records]
+        return qdrant_ok(request, {"id": handle, "points": points})
+
+    @post("/{session_id:str}/next", status_code=200, opt=READ_ONLY)
+    async def next_page(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        session_id: str,
+        data: schemas.ResumableNext,
+    ) -> Response:
+        collection = services.collections.get(collection_name)
+        owner = owner_of(presented_key(request.scope))
+        records = await services.sessions.next(session_id, data.limit, owner, collection_name)
+        named = collection.config.named
+        return qdrant_ok(request, {"points": [render.scored_point(r, named) for r in records]})
+
+    @delete("/{session_id:str}", status_code=200, opt=READ_ONLY)
+    async def stop(
+        self, request: Request, services: Services, collection_name: str, session_id: str
+    ) -> Response:
+        services.collections.get(collection_name)
+        owner = owner_of(presented_key(request.scope))
+        await services.sessions.end(session_id, owner, collection_name)
+        return qdrant_ok(request, True)

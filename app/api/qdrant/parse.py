@@ -190,8 +190,9 @@ def _params(body: schemas.QueryPoints | schemas.SearchPoints) -> dict[str, Any]:
     }
 
 
-def query_request(body: schemas.QueryPoints) -> SearchRequest:
-    no_filter(body.filter)
+def query_request(body: schemas.QueryPoints, allow_filter: bool = False) -> SearchRequest:
+    if not allow_filter:
+        no_filter(body.filter)
     if body.prefetch:
         raise BadRequest("Wrong input: prefetch is not supported by this server yet")
     if body.query is None:

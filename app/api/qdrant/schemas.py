@@ -106,6 +106,14 @@ class QueryPoints(Body):
     shard_key: Any = None
 
 
+class ResumableQuery(QueryPoints):
+    max_idle: int = 3600  # seconds without a page before the session expires
+
+
+class ResumableNext(Body):
+    limit: int = 10
+
+
 class QueryBatch(Body):
     searches: list[QueryPoints]
 

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Response, post, put, route
+from litestar import Controller, Request, Response, post, put, route
 from litestar.di import Provide
 
-from app.api.auth import READ_ONLY
+from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
 from app.api.upstash import render, schemas
 from app.errors import BadRequest, NotFound
 from app.models import DEFAULT_VECTOR, CollectionConfig, VectorParams
 from app.services.container import Services
+from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import PointInput
+from app.services.sessions import SessionSpec, owner_of
 
 NAMESPACED = "{namespace:str}"
+DEFAULT_MAX_IDLE = 3600  # seconds, as the SDK and the Upstash docs default
 
 
 def ok(result: Any) -> Response:
@@ -89,6 +92,62 @@ class UpstashController(Controller):
     ) -> Response:
         index_of(services, index_name)
         raise BadRequest("Embedding data is not supported: this index has no embedding model")
+
+    @post(["/resumable-query", f"/resumable-query/{NAMESPACED}"], status_code=200, opt=READ_ONLY)
+    async def resumable_query(
+        self,
+        request: Request,
+        services: Services,
+        index_name: str,
+        data: schemas.Query,
+        namespace: str = "",
+    ) -> Response:
+        collection = index_of(services, index_name)
+        if namespace not in collection.namespaces:
+            return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
+        if data.vector is None:
+            raise BadRequest("A query vector is required: this index has no embedding model")
+        spec = SessionSpec(
+            collection=index_name,
+            namespace=namespace,
+            vector=data.vector,
+            filter=data.filter or None,
+            filter_language="upstash",
+            payload=PayloadSelector(enabled=data.include_metadata),
+            vectors=VectorSelector(enabled=data.include_vectors),
+            include_data=data.include_data,
+            dialect="upstash",
+        )
+        max_idle = DEFAULT_MAX_IDLE if data.max_idle is None else data.max_idle
+        handle, records = await services.sessions.start(
+            spec, data.top_k, max_idle, owner_of(presented_key(request.scope))
+        )
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        return ok({"uuid": handle, "scores": [render.score_object(r, distance) for r in records]})
+
+    @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
+    async def resumable_query_next(
+        self, request: Request, services: Services, index_name: str, data: schemas.ResumableNext
+    ) -> Response:
+        collection = index_of(services, index_name)
+        if data.uuid == "":
+            return ok([])  # the handle of a query on a missing namespace
+        records = await services.sessions.next(
+            data.uuid, data.additional_k, owner_of(presented_key(request.scope)), index_name
+        )
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        return ok([render.score_object(r, distance) for r in records])
+
+    @post("/resumable-query-end", status_code=200, opt=READ_ONLY)
+    async def resumable_query_end(
+        self, request: Request, services: Services, index_name: str, data: schemas.ResumableEnd
+    ) -> Response:
+        index_of(services, index_name)
+        if data.uuid != "":
+            await services.sessions.end(
+                data.uuid, owner_of(presented_key(request.scope)), index_name
+            )
+        return ok("Success")
 
     @route("/info", http_method=["GET", "POST"], status_code=200, opt=READ_ONLY)
     async def info(self, services: Services, index_name: str) -> Response:

@@ -45,3 +45,16 @@ def vector_object(
     if include_data and data is not None:
         out["data"] = data
     return out
+
+
+def score_object(record: Any, distance: Distance) -> dict[str, Any]:
+    """A `Score`: id, normalised score, and what the query asked to include (if present)."""
+    out: dict[str, Any] = {"id": str(record.id), "score": score(record.score, distance)}
+    raw = record.extra.get("raw_vector")
+    if raw is not None:
+        out["vector"] = exact_floats(raw)
+    if record.payload is not None:
+        out["metadata"] = record.payload
+    if record.extra.get("data") is not None:
+        out["data"] = record.extra["data"]
+    return out

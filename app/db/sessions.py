@@ -1,0 +1,58 @@
+"""SQL for resumable query sessions (table `resumable_queries`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.tables import resumable_queries as sessions
+
+REAPER_LOCK_KEY = 0x57A7_0002  # one reaper at a time across every worker
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(sessions).values(**values))
+
+
+async def lock(conn: AsyncConnection, session_id: uuid.UUID) -> sa.Row | None:
+    """The session row, locked until the transaction ends: `next` calls on one handle queue
+    here, on every worker, so two pages are never computed from the same state."""
+    stmt = sa.select(sessions).where(sessions.c.id == session_id).with_for_update()
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def advance(conn: AsyncConnection, session_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await conn.execute(sa.update(sessions).where(sessions.c.id == session_id).values(**values))
+
+
+async def delete(conn: AsyncConnection, session_id: uuid.UUID) -> bool:
+    stmt = sa.delete(sessions).where(sessions.c.id == session_id)
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+async def count_active(conn: AsyncConnection, now: datetime, owner_key: str) -> tuple[int, int]:
+    """(all live sessions, live sessions of this owner)."""
+    live = sessions.c.expires_at > now
+    stmt = sa.select(
+        sa.func.count().filter(live),
+        sa.func.count().filter(live, sessions.c.owner_key == owner_key),
+    ).select_from(sessions)
+    total, mine = (await conn.execute(stmt)).one()
+    return total, mine
+
+
+async def reap(conn: AsyncConnection, now: datetime) -> list[uuid.UUID] | None:
+    """Delete sessions idle past their expiry; None if another worker is reaping now.
+
+    Idempotent: a second run finds nothing to delete. The advisory lock is transaction-scoped,
+    so a crashed reaper never leaves it held.
+    """
+    got = await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(REAPER_LOCK_KEY)))
+    if not got:
+        return None
+    stmt = sa.delete(sessions).where(sessions.c.expires_at <= now).returning(sessions.c.id)
+    return list((await conn.execute(stmt)).scalars())

@@ -1,0 +1,354 @@
+"""Resumable nearest-neighbour queries: read the results of one query page by page.
+
+`ResumableQuery.start()` opens a query on a segment, `next(k)` returns the next k best
+points (``[]`` once every match was returned) and `state()` serialises the query so that
+`ResumableQuery.resume()` can continue it later, in another request, from a PostgreSQL row.
+Design and measurements: shared/reference/resumable-search.md; the two engines:
+
+* **EXACT** (`ExactScan`): the matching rows in exact (score, point id) order behind a
+  cursor. Chosen when the matches are few or the filter is selective, where a scan is
+  cheaper than a walk that wades through non-matching nodes.
+* **GRAPH** (`GraphWalk`): a best-first walk of hnswlib's level-0 graph, near-monotone, with
+  a compact re-derivable state. It turns into EXACT mid-query (keeping what it returned as an
+  exclusion set) when a page costs too many expansions, when its state grows too large, or
+  when the graph it walked is gone.
+
+Guarantees, whatever mix of warm `next()` calls and `state()`/`resume()` cycles:
+
+* no point is returned twice;
+* reading until ``[]`` returns every matching point that stayed alive since the start;
+* a point deleted (or no longer allowed) is not returned after the deletion: rows are
+  checked against the alive mask and `allow` when they are emitted;
+* points written after the start never appear (an update writes a new row, so this is also
+  what keeps an updated point from coming back with its new vector);
+* exact score ties come out in point id order (EXACT); GRAPH orders each page that way.
+
+A state is bound to the segment instance that produced it (its row numbers); `resume()`
+raises `StateMismatch` elsewhere. One query object is not thread-safe: serialise the calls
+on one handle (the session layer holds a row lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from app.index import scoring
+from app.index.resumable_exact import ExactScan
+from app.index.resumable_graph import GraphWalk, emitted_rows
+from app.index.resumable_scoring import Entry, Scorer
+from app.index.resumable_segment import LevelZero, SegmentInfo, segment_info
+from app.index.resumable_state import Mode, QueryState, StateError, dumps, loads
+from app.index.segment import Segment
+from app.models import Distance, PointId
+
+__all__ = ["ResumableQuery", "StateError", "StateMismatch"]
+
+Allow = Callable[[np.ndarray], np.ndarray]
+"""Filter: given row numbers, a bool mask of the rows that match the query's filter."""
+
+SELECTIVE = 0.08  # below this share of matching points, EXACT (knowhere ~7 %)
+EXPANSIONS_PER_RESULT = 50  # a GRAPH page costing more than this per result turns EXACT
+MAX_WALK_NODES = 100_000  # expanded + frontier nodes before a walk turns EXACT
+MAX_GRAPH_STATE = 64 * 1024  # bytes of GRAPH state before the query turns EXACT
+_DISTANCES = list(Distance)
+
+
+class StateMismatch(ValueError):
+    """The state belongs to another segment instance (another worker, or before a restart)."""
+
+
+class ResumableQuery:
+    """One live query: `next(k)` pages, `state()` to park it, `resume()` to pick it up."""
+
+    def __init__(
+        self,
+        segment: Segment,
+        scorer: Scorer,
+        engine: ExactScan | GraphWalk,
+        *,
+        allow: Allow | None,
+        info: SegmentInfo,
+        generation: int,
+        row_limit: int,
+        ef: int,
+        emitted: int = 0,
+        excluded: np.ndarray | None = None,
+    ) -> None:
+        """Use `start()` or `resume()`."""
+        self._segment = segment
+        self._scorer = scorer
+        self._engine = engine
+        self._allow = allow
+        self._info = info
+        self._generation = generation
+        self._row_limit = row_limit
+        self._ef = ef
+        self._excluded = np.zeros(0, dtype=np.int64) if excluded is None else excluded
+        self.emitted = emitted
+
+    @property
+    def mode(self) -> str:
+        """The engine in use, `graph` or `exact`: a GRAPH query may turn EXACT, not back."""
+        return "graph" if isinstance(self._engine, GraphWalk) else "exact"
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def start(
+        cls,
+        segment: Segment,
+        query: np.ndarray,
+        *,
+        allow: Allow | None = None,
+        expected_matches: int | None = None,
+        ef: int = 64,
+        exact_threshold: int = 30_000,
+        mode: str | None = None,
+    ) -> ResumableQuery:
+        """Open a query. `expected_matches` is the planner's estimate of matching live points.
+
+        EXACT when the estimate is at most `exact_threshold` or below 8 % of the live points
+        (or there is no graph), GRAPH otherwise; `mode` forces one ("exact" / "graph").
+        """
+        scorer = Scorer(segment.distance, _prepare(segment, query))
+        ef = max(1, min(ef, 0xFFFF))
+        info = segment_info(segment)
+        with segment._lock.reading():
+            rows = segment._count
+            match = _matching(segment, allow, rows)
+            live, matches = len(segment), int(match.sum())
+            estimate = matches if expected_matches is None else expected_matches
+            wanted = mode or _plan(live, estimate, exact_threshold, segment._graph is not None)
+            generation = info.generation(segment)
+            walk = None
+            if wanted == "graph" and segment._graph is not None:
+                level0 = info.level_zero(segment)
+                walk = _start_walk(segment, scorer, level0, match, ef, live, allow is not None)
+            engine = walk or ExactScan(
+                segment, scorer, info.sq_norms(segment, rows), np.flatnonzero(match)
+            )
+        return cls(
+            segment,
+            scorer,
+            engine,
+            allow=allow,
+            info=info,
+            generation=generation,
+            row_limit=rows,
+            ef=ef,
+        )
+
+    @classmethod
+    def resume(cls, segment: Segment, state: bytes, allow: Allow | None = None) -> ResumableQuery:
+        """Continue a query from `state()`, with the same filter.
+
+        Raises StateError for a damaged blob and StateMismatch for a state of another
+        segment instance. A GRAPH state whose graph is gone continues as EXACT.
+        """
+        saved = loads(state)
+        info = segment_info(segment)
+        if saved.epoch != info.epoch or _DISTANCES[saved.distance] is not segment.distance:
+            raise StateMismatch("the query state belongs to another segment instance")
+        scorer = Scorer(segment.distance, saved.query)
+        with segment._lock.reading():
+            match = _matching(segment, allow, saved.row_limit)
+            generation = info.generation(segment)
+            engine, excluded = _resume_engine(segment, info, scorer, saved, match, generation)
+        return cls(
+            segment,
+            scorer,
+            engine,
+            allow=allow,
+            info=info,
+            generation=generation,
+            row_limit=saved.row_limit,
+            ef=saved.ef,
+            emitted=saved.emitted,
+            excluded=excluded,
+        )
+
+    # ------------------------------------------------------------------ paging
+
+    def next(self, k: int) -> list[tuple[PointId, float]]:
+        """The next `k` best (point id, Qdrant score), best first; ``[]`` when exhausted."""
+        if k <= 0:
+            return []
+        with self._segment._lock.reading():
+            page = sorted(self._take_matching(k))
+            self.emitted += len(page)
+            ids = self._segment._ids
+            scores = self._scorer.scores([entry[0] for entry in page])
+            return [(ids[entry[2]], score) for entry, score in zip(page, scores, strict=True)]
+
+    def state(self) -> bytes:
+        """The compact serialised state (see resumable_state), to store between pages."""
+        blob = dumps(self._snapshot())
+        if self.mode == "graph" and len(blob) > MAX_GRAPH_STATE:
+            with self._segment._lock.reading():
+                self._become_exact()
+            blob = dumps(self._snapshot())
+        return blob
+
+    def switch_to_exact(self) -> None:
+        """Continue as EXACT from here (the planner's escape hatch; tests use it too)."""
+        if self.mode == "graph":
+            with self._segment._lock.reading():
+                self._become_exact()
+
+    def _take_matching(self, k: int) -> list[Entry]:
+        """k entries that still match at emit time (deleted or filtered-out rows are skipped)."""
+        out: list[Entry] = []
+        while len(out) < k:
+            entries = self._take(k - len(out))
+            if not entries:
+                break
+            rows = np.array([entry[2] for entry in entries], dtype=np.int64)
+            keep = _matching_rows(self._segment, self._allow, rows)
+            out.extend(entry for entry, ok in zip(entries, keep.tolist(), strict=True) if ok)
+        return out
+
+    def _take(self, n: int) -> list[Entry]:
+        """Up to n entries from the engine; empty only when the query is exhausted."""
+        while isinstance(walk := self._engine, GraphWalk):
+            entries, over_budget = walk.take(n, self._budget(walk, n))
+            if over_budget or walk.expansions + len(walk.frontier) > MAX_WALK_NODES:
+                self._become_exact()
+            if entries or not over_budget:
+                return entries
+        return self._engine.take(n)
+
+    def _budget(self, walk: GraphWalk, n: int) -> int:
+        """Expansions allowed for n results: 50 each, plus a window fill of ef / selectivity."""
+        share = max(float(walk.match.mean()), 1e-6)
+        return int(EXPANSIONS_PER_RESULT * n + min(walk.ef / share, MAX_WALK_NODES))
+
+    def _become_exact(self) -> None:
+        """GRAPH -> EXACT: scan the matches not yet emitted; what was emitted is excluded."""
+        walk = self._engine
+        assert isinstance(walk, GraphWalk)
+        self._excluded = walk.emitted()
+        rows = walk.match[: self._row_limit].copy()
+        rows[self._excluded[self._excluded < self._row_limit]] = False
+        sq_norms = self._info.sq_norms(self._segment, self._row_limit)
+        self._engine = ExactScan(self._segment, self._scorer, sq_norms, np.flatnonzero(rows))
+
+    def _snapshot(self) -> QueryState:
+        engine = self._engine
+        exact = isinstance(engine, ExactScan)
+        cursor = engine.cursor if exact and engine.cursor is not None else None
+        state = QueryState(
+            mode=Mode.EXACT,
+            distance=_DISTANCES.index(self._segment.distance),
+            epoch=self._info.epoch,
+            graph=self._generation,
+            row_limit=self._row_limit,
+            ef=self._ef,
+            batch=0,
+            emitted=self.emitted,
+            query=self._scorer.query,
+            cursor=None if cursor is None else (cursor[0], cursor[2]),
+            excluded=self._excluded,
+        )
+        return state if isinstance(engine, ExactScan) else engine.export(state)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _prepare(segment: Segment, query: np.ndarray) -> np.ndarray:
+    query = scoring.prepare(np.asarray(query), segment.distance)
+    if query.shape != (segment.dim,):
+        raise ValueError(f"query has shape {query.shape}, the segment holds {segment.dim}-d")
+    if not np.isfinite(query).all():
+        raise ValueError("query contains NaN or infinity")
+    return query
+
+
+def _plan(live: int, matches: int, exact_threshold: int, has_graph: bool) -> str:
+    """§4's rule: a scan beats a walk for few matches or a selective filter."""
+    if not has_graph or matches <= exact_threshold or matches < SELECTIVE * live:
+        return "exact"
+    return "graph"
+
+
+def _matching(segment: Segment, allow: Allow | None, rows: int) -> np.ndarray:
+    """Bool mask over rows [0, rows): alive and allowed. Caller holds the read lock."""
+    mask = segment._alive[:rows].copy()
+    if allow is not None:
+        live = np.flatnonzero(mask)
+        mask[live] = np.asarray(allow(live), dtype=bool)
+    return mask
+
+
+def _matching_rows(segment: Segment, allow: Allow | None, rows: np.ndarray) -> np.ndarray:
+    """Which of `rows` are alive and allowed right now."""
+    keep = segment._alive[rows]
+    if allow is not None and keep.any():
+        keep[keep] = np.asarray(allow(rows[keep]), dtype=bool)
+    return keep
+
+
+def _start_walk(
+    segment: Segment,
+    scorer: Scorer,
+    level0: LevelZero,
+    match: np.ndarray,
+    ef: int,
+    live: int,
+    filtered: bool,
+) -> GraphWalk | None:
+    """A walk seeded by hnswlib's own search, or None if that search cannot fill ef."""
+    seeds = _seed_rows(segment, scorer.query, match if filtered else None, ef)
+    if seeds is None:
+        return None
+    share = max(float(match.sum()) / max(live, 1), 1e-6)
+    batch = int(np.clip(round(0.25 / share), 1, 32))  # expand more per step when matches are rare
+    return GraphWalk.start(segment, scorer, level0, match, ef=ef, batch=batch, seeds=seeds)
+
+
+def _seed_rows(
+    segment: Segment, query: np.ndarray, match: np.ndarray | None, ef: int
+) -> np.ndarray | None:
+    """hnswlib's ef-search in C++ with k = ef (set_ef is index-global, so never call it).
+
+    With a filter, hnswlib calls back into Python per candidate; `match` as bytes keeps
+    that callback to one index. Deleted rows need no filter: hnswlib skips them itself.
+    """
+    graph = segment._graph
+    assert graph is not None
+    k = min(ef, segment._graph_live)
+    if k <= 0:
+        return None
+    allowed = None
+    if match is not None:
+        flags = match.astype(np.uint8).tobytes()
+        allowed = lambda label: label < len(flags) and flags[label] == 1  # noqa: E731
+    try:
+        labels, _ = graph.knn_query(query, k=k, num_threads=1, filter=allowed)
+    except RuntimeError:  # fewer than k matches reachable
+        return None
+    return labels[0].astype(np.int64)
+
+
+def _resume_engine(
+    segment: Segment,
+    info: SegmentInfo,
+    scorer: Scorer,
+    saved: QueryState,
+    match: np.ndarray,
+    generation: int,
+) -> tuple[ExactScan | GraphWalk, np.ndarray]:
+    """The engine a state continues with, and the EXACT exclusion set."""
+    sq_norms = info.sq_norms(segment, saved.row_limit)
+    if saved.mode is Mode.GRAPH and saved.graph == generation:
+        level0 = info.level_zero(segment)
+        return GraphWalk.restore(segment, scorer, level0, match, saved), saved.excluded
+    if saved.mode is Mode.GRAPH:  # the graph it walked is gone: scan what it did not emit
+        excluded, cursor = emitted_rows(saved, match), None
+    else:
+        excluded, cursor = saved.excluded, saved.cursor
+    rows = match.copy()
+    rows[excluded[excluded < len(rows)]] = False
+    return ExactScan(segment, scorer, sq_norms, np.flatnonzero(rows), cursor), excluded

@@ -1,0 +1,170 @@
+"""The serialised state of a resumable query ("compact v2"), small enough for a bytea column.
+
+Layout: ``b"WPQ" + version byte + zlib(body)``; the body is a fixed header, the query as
+float32, the cursor, then five row sets. zlib's checksum rejects a damaged blob.
+
+Why these fields (the reasoning is in docs §4 of resumable-search.md): a GRAPH query stores
+only what cannot be re-derived. The frontier is *not* stored: every discovered node was
+found by expanding a stored node, by seeding or by the final teleport, so resume rebuilds it
+from the expanded set, the seeds and the teleport flag (about 8x smaller than storing it, for
+an O(|frontier|·d) load). Pending results are stored without their distances, which resume
+recomputes bit-identically. An EXACT query needs only its cursor (key, row) and, if it
+started as GRAPH, the rows GRAPH had already emitted.
+
+Row sets are sorted, delta-coded and split into four byte planes (the high planes of small
+gaps are runs of zeros that zlib all but deletes), or stored as a bitmap once they are dense.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+MAGIC = b"WPQ"
+VERSION = 2
+# mode, distance, flags, dim, epoch, graph, row limit, ef, batch, emitted, walked, cursor
+_HEADER = struct.Struct("<BBBHQQIHBIIdI")
+_SET = struct.Struct("<BII")  # encoding, count, universe
+_PLANES, _BITMAP = 0, 1
+_FRESH, _TELEPORTED, _HAS_CURSOR = 1, 2, 4
+
+
+class StateError(ValueError):
+    """The blob is not a state this version can read."""
+
+
+class Mode(IntEnum):
+    EXACT = 0
+    GRAPH = 1
+
+
+def _no_rows() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryState:
+    """Everything a worker needs to continue a query, decoded."""
+
+    mode: Mode
+    distance: int  # index into list(Distance)
+    epoch: int  # the segment instance whose row numbers the sets refer to
+    graph: int  # the graph generation (0 = none)
+    row_limit: int  # rows that existed at start; later rows never take part
+    ef: int
+    batch: int
+    emitted: int  # results returned so far
+    query: np.ndarray
+    walked: int = 0  # GRAPH: rows the walk emitted (its window grows with this)
+    fresh: bool = False  # GRAPH: nothing emitted yet, the seeds may be served as is
+    teleported: bool = False  # GRAPH: every matching row has been discovered
+    cursor: tuple[float, int] | None = None  # EXACT: (key, row) of the last emitted row
+    expanded: np.ndarray = field(default_factory=_no_rows)
+    pending: np.ndarray = field(default_factory=_no_rows)
+    seeds: np.ndarray = field(default_factory=_no_rows)
+    emitted_unexpanded: np.ndarray = field(default_factory=_no_rows)
+    excluded: np.ndarray = field(default_factory=_no_rows)  # EXACT after GRAPH
+
+
+def dumps(state: QueryState) -> bytes:
+    """Serialise; row sets may arrive unsorted and with repeats."""
+    flags = (
+        _FRESH * state.fresh
+        + _TELEPORTED * state.teleported
+        + _HAS_CURSOR * (state.cursor is not None)
+    )
+    key, row = state.cursor or (0.0, 0)
+    header = _HEADER.pack(
+        state.mode,
+        state.distance,
+        flags,
+        len(state.query),
+        state.epoch,
+        state.graph,
+        state.row_limit,
+        state.ef,
+        state.batch,
+        state.emitted,
+        key,
+        row,
+    )
+    sets = (state.expanded, state.pending, state.seeds, state.emitted_unexpanded, state.excluded)
+    query = np.ascontiguousarray(state.query, dtype="<f4").tobytes()
+    body = b"".join([header, query, *map(_pack_rows, sets)])
+    return MAGIC + bytes([VERSION]) + zlib.compress(body, 6)
+
+
+def loads(blob: bytes) -> QueryState:
+    """Deserialise, or raise StateError for anything but an intact v2 state."""
+    if blob[:3] != MAGIC or blob[3:4] != bytes([VERSION]):
+        raise StateError("not a resumable query state of version 2")
+    try:
+        body = memoryview(zlib.decompress(blob[4:]))
+        mode, distance, flags, dim, epoch, graph, rows, ef, batch, emitted, walked, key, row = (
+            _HEADER.unpack_from(body)
+        )
+        offset = _HEADER.size
+        query = np.frombuffer(body, dtype="<f4", count=dim, offset=offset).astype(np.float32)
+        offset += 4 * dim
+        sets = []
+        for _ in range(5):
+            rows_, offset = _unpack_rows(body, offset)
+            sets.append(rows_)
+    except (zlib.error, struct.error, ValueError) as exc:
+        raise StateError(f"damaged resumable query state: {exc}") from exc
+    return QueryState(
+        Mode(mode),
+        distance,
+        epoch,
+        graph,
+        rows,
+        ef,
+        batch,
+        emitted,
+        query,
+        walked=walked,
+        fresh=bool(flags & _FRESH),
+        teleported=bool(flags & _TELEPORTED),
+        cursor=(key, row) if flags & _HAS_CURSOR else None,
+        expanded=sets[0],
+        pending=sets[1],
+        seeds=sets[2],
+        emitted_unexpanded=sets[3],
+        excluded=sets[4],
+    )
+
+
+def _pack_rows(rows: np.ndarray) -> bytes:
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    universe = int(rows[-1]) + 1 if len(rows) else 0
+    if len(rows) * 16 >= universe:  # dense: a bit per row beats a byte per row
+        mask = np.zeros(universe, dtype=bool)
+        mask[rows] = True
+        return _SET.pack(_BITMAP, len(rows), universe) + np.packbits(mask).tobytes()
+    gaps = np.diff(rows, prepend=0).astype("<u4")
+    planes = gaps.view(np.uint8).reshape(-1, 4).T.tobytes()
+    return _SET.pack(_PLANES, len(rows), universe) + planes
+
+
+def _unpack_rows(body: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    encoding, count, universe = _SET.unpack_from(body, offset)
+    offset += _SET.size
+    if encoding == _BITMAP:
+        size = (universe + 7) // 8
+        bits = np.frombuffer(body, dtype=np.uint8, count=size, offset=offset)
+        rows = np.flatnonzero(np.unpackbits(bits, count=universe))
+        offset += size
+    elif encoding == _PLANES:
+        planes = np.frombuffer(body, dtype=np.uint8, count=4 * count, offset=offset)
+        gaps = planes.reshape(4, count).T.copy().view("<u4").ravel()
+        rows = np.cumsum(gaps, dtype=np.int64)
+        offset += 4 * count
+    else:
+        raise ValueError(f"unknown row set encoding {encoding}")
+    if len(rows) != count or (count and rows[-1] >= universe):
+        raise ValueError("row set does not match its header")
+    return rows.astype(np.int64), offset

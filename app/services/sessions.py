@@ -1,0 +1,432 @@
+"""Resumable queries as PostgreSQL rows: start, next page, end, and the idle reaper.
+
+A session freezes its request (vector, filter, include flags) at start. Every page is
+computed while the session row is locked (`SELECT … FOR UPDATE`), and the new engine state
+is written in the same transaction, so concurrent `next` calls on one handle queue up and
+any worker, or a restarted server, continues from the row.
+
+Each worker keeps the live engines of recent sessions in an LRU; an entry is used only when
+it has produced exactly the pages the row records, otherwise the engine is rebuilt from the
+row. Where the frontier state cannot apply (another worker's or a rebuilt segment: row
+numbers and graphs differ between instances), the session continues as an exact scan that
+excludes every point already returned, by write seq: the same on every worker.
+
+Invariants: no point twice; only points alive and matching when returned; reading until
+empty returns every matching point that existed throughout (points written after the start
+may or may not appear, never twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db import repository
+from app.db import sessions as rows
+from app.db.database import Database
+from app.errors import BadRequest, NotFound, TooManyRequests
+from app.index.registry import IndexRegistry
+from app.index.resumable import ResumableQuery, StateError, StateMismatch
+from app.index.segment import Segment
+from app.models import Collection, PointId
+from app.services.catalog import Catalog
+from app.services.cpu import CpuPool
+from app.services.filtering import FilterGate, no_gate
+from app.services.payloads import PayloadSelector, VectorSelector
+from app.services.points import Record, check_vector, parse_point_id
+
+log = logging.getLogger(__name__)
+
+MAX_IDLE_LIMIT = 7 * 24 * 3600
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """The request a session is frozen with."""
+
+    collection: str
+    namespace: str
+    vector: list[float]
+    vector_name: str = ""
+    filter: Any = None  # as sent, with `filter_language` saying which parser reads it
+    filter_language: str = "qdrant"
+    payload: PayloadSelector = field(default_factory=PayloadSelector)
+    vectors: VectorSelector = field(default_factory=VectorSelector)
+    include_data: bool = False
+    hnsw_ef: int | None = None
+    dialect: str = "qdrant"
+
+    def frozen(self) -> dict[str, Any]:
+        return {
+            "vector": self.vector,
+            "filter": self.filter,
+            "filter_language": self.filter_language,
+            "payload": [self.payload.enabled, self.payload.include, self.payload.exclude],
+            "vectors": [self.vectors.enabled, self.vectors.names],
+            "include_data": self.include_data,
+            "hnsw_ef": self.hnsw_ef,
+        }
+
+    @classmethod
+    def thaw(cls, collection: str, namespace: str, row: Any) -> SessionSpec:
+        request = row.request
+        enabled, include, exclude = request["payload"]
+        with_vectors, names = request["vectors"]
+        return cls(
+            collection=collection,
+            namespace=namespace,
+            vector=request["vector"],
+            vector_name=row.vector_name,
+            filter=request["filter"],
+            filter_language=request["filter_language"],
+            payload=PayloadSelector(
+                enabled,
+                None if include is None else tuple(include),
+                None if exclude is None else tuple(exclude),
+            ),
+            vectors=VectorSelector(with_vectors, None if names is None else tuple(names)),
+            include_data=request["include_data"],
+            hnsw_ef=request["hnsw_ef"],
+            dialect=row.dialect,
+        )
+
+
+@dataclass(slots=True)
+class LiveQuery:
+    engine: ResumableQuery
+    gate: FilterGate
+    emitted: int  # pages' results this engine has produced: valid while equal to the row's
+
+
+def encode_seqs(seqs: np.ndarray) -> bytes:
+    """Sorted unique seqs as zlib-compressed deltas (a few bytes per id)."""
+    deltas = np.diff(np.concatenate([[0], np.unique(seqs)])).astype(np.int64)
+    return zlib.compress(deltas.tobytes(), 6)
+
+
+def decode_seqs(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
+
+
+def owner_of(api_key: str | None) -> str:
+    """Sessions belong to the key that started them (stored hashed, never in clear)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        registry: IndexRegistry,
+        cpu: CpuPool,
+        *,
+        exact_threshold: int,
+        max_sessions: int,
+        max_sessions_per_key: int,
+        cache_size: int = 1024,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.registry = registry
+        self.cpu = cpu
+        self.exact_threshold = exact_threshold
+        self.max_sessions = max_sessions
+        self.max_sessions_per_key = max_sessions_per_key
+        self.cache_size = cache_size
+        self._live: OrderedDict[uuid.UUID, LiveQuery] = OrderedDict()
+        self.plans: dict[str, int] = {"exact": 0, "graph": 0}
+
+    # ------------------------------------------------------------------- start
+
+    async def start(
+        self, spec: SessionSpec, k: int, max_idle: int, owner: str
+    ) -> tuple[str, list[Record]]:
+        """Open a session and return its handle with the first page."""
+        _check_page(k)
+        if not 1 <= max_idle <= MAX_IDLE_LIMIT:
+            raise BadRequest(f"max idle must be between 1 and {MAX_IDLE_LIMIT} seconds")
+        collection = self.catalog.get(spec.collection)
+        namespace_id = collection.namespaces.get(spec.namespace)
+        if namespace_id is None:
+            raise NotFound(f"Namespace {spec.namespace} does not exist")
+        query = check_vector(collection, spec.vector_name, spec.vector)
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+        now = datetime.now(UTC)
+        session_id = uuid.uuid4()
+        async with self.db.begin() as conn:
+            await self._check_capacity(conn, now, owner)
+            start_seq = segment.max_seq()
+            gate = await FilterGate.open(conn, collection, namespace_id, spec)
+            live = await self.cpu.run(self._open, segment, query, gate, start_seq, spec, b"")
+            records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
+            await rows.insert(
+                conn,
+                {
+                    "id": session_id,
+                    "collection_id": collection.id,
+                    "namespace_id": namespace_id,
+                    "vector_name": spec.vector_name,
+                    "dialect": spec.dialect,
+                    "request": spec.frozen(),
+                    "mode": live.engine.mode,
+                    "state": await self.cpu.run(live.engine.state),
+                    "emitted": live.emitted,
+                    "emitted_seqs": encode_seqs(emitted_seqs),
+                    "start_seq": start_seq,
+                    "max_idle_seconds": max_idle,
+                    "owner_key": owner,
+                    "created_at": now,
+                    "last_touched": now,
+                    "expires_at": now + timedelta(seconds=max_idle),
+                },
+            )
+        self.plans[live.engine.mode] = self.plans.get(live.engine.mode, 0) + 1
+        self._remember(session_id, live)
+        return str(session_id), records
+
+    async def _check_capacity(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
+        total, mine = await rows.count_active(conn, now, owner)
+        if total >= self.max_sessions:
+            raise TooManyRequests(
+                f"Too many active resumable queries ({total}); stop some or wait for them to expire"
+            )
+        if mine >= self.max_sessions_per_key:
+            raise TooManyRequests(
+                f"Too many active resumable queries for this API key ({mine}); "
+                "stop some or wait for them to expire"
+            )
+
+    # -------------------------------------------------------------------- next
+
+    async def next(self, session_id: str, k: int, owner: str, collection_name: str) -> list[Record]:
+        """The next k results, [] once the query is exhausted."""
+        _check_page(k)
+        key = _parse_handle(session_id)
+        now = datetime.now(UTC)
+        async with self.db.begin() as conn:
+            row = await rows.lock(conn, key)
+            collection = self._owned(row, owner, collection_name, now)
+            namespace = next(n for n, i in collection.namespaces.items() if i == row.namespace_id)
+            spec = SessionSpec.thaw(collection.name, namespace, row)
+            live = await self._live_query(conn, key, row, collection, spec)
+            records, emitted_seqs = await self._page(
+                conn, collection, row.namespace_id, spec, live, k
+            )
+            seen = np.union1d(decode_seqs(row.emitted_seqs), emitted_seqs)
+            await rows.advance(
+                conn,
+                key,
+                {
+                    "mode": live.engine.mode,
+                    "state": await self.cpu.run(live.engine.state),
+                    "emitted": live.emitted,
+                    "emitted_seqs": encode_seqs(seen),
+                    "last_touched": now,
+                    "expires_at": now + timedelta(seconds=row.max_idle_seconds),
+                },
+            )
+        self._remember(key, live)
+        return records
+
+    def _owned(self, row: Any, owner: str, collection_name: str, now: datetime) -> Collection:
+        """The session's collection, or the error a stopped, expired or foreign handle gets."""
+        collection = self.catalog.find(collection_name)
+        if (
+            row is None
+            or row.owner_key != owner
+            or collection is None
+            or collection.id != row.collection_id
+            or row.namespace_id not in collection.namespaces.values()
+        ):
+            raise NotFound(
+                "Resumable query not found: it was stopped, expired or never existed. "
+                "Start another resumable query."
+            )
+        if row.expires_at <= now:
+            raise NotFound(
+                "Resumable query expired: it was idle for longer than its max idle time. "
+                "Start another resumable query."
+            )
+        return collection
+
+    async def _live_query(
+        self,
+        conn: AsyncConnection,
+        key: uuid.UUID,
+        row: Any,
+        collection: Collection,
+        spec: SessionSpec,
+    ) -> LiveQuery:
+        cached = self._live.get(key)
+        if cached is not None and cached.emitted == row.emitted:
+            return cached
+        segment = self._segment(collection, row.namespace_id, row.vector_name)
+        query = check_vector(collection, row.vector_name, spec.vector)
+        gate = await FilterGate.open(conn, collection, row.namespace_id, spec)
+        live = await self.cpu.run(
+            self._open, segment, query, gate, row.start_seq, spec, row.state, row.emitted_seqs
+        )
+        live.emitted = row.emitted
+        return live
+
+    def _open(
+        self,
+        segment: Segment,
+        query: np.ndarray,
+        gate: FilterGate,
+        start_seq: int,
+        spec: SessionSpec,
+        state: bytes,
+        emitted_seqs: bytes = b"",
+    ) -> LiveQuery:
+        """An engine for the session: resumed from its state where that applies, else an
+        exact scan over what is left (seq ≤ start, matching, not yet returned)."""
+        returned = decode_seqs(emitted_seqs) if emitted_seqs else np.zeros(0, np.int64)
+        allow = _allowing(segment, gate, start_seq, returned)
+        if state:
+            try:
+                return LiveQuery(ResumableQuery.resume(segment, state, allow=allow), gate, 0)
+            except (StateMismatch, StateError):
+                log.info("session continues as an exact scan on this worker")
+        engine = ResumableQuery.start(
+            segment,
+            query,
+            allow=allow,
+            expected_matches=gate.expected(segment),
+            ef=max(spec.hnsw_ef or 64, 16),
+            exact_threshold=self.exact_threshold,
+            mode="exact" if state else None,
+        )
+        return LiveQuery(engine, gate, 0)
+
+    async def _page(
+        self,
+        conn: AsyncConnection,
+        collection: Collection,
+        namespace_id: int,
+        spec: SessionSpec,
+        live: LiveQuery,
+        k: int,
+    ) -> tuple[list[Record], np.ndarray]:
+        """k results that exist in PostgreSQL and match the filter right now, with the
+        payloads and vectors the session asked for; also every seq consumed."""
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+        records: list[Record] = []
+        consumed: list[int] = []
+        while len(records) < k:
+            hits = await self.cpu.run(live.engine.next, k - len(records))
+            if not hits:
+                break
+            live.emitted += len(hits)
+            consumed.extend(seq for pid, _ in hits if (seq := segment.seq_of(pid)) is not None)
+            records.extend(
+                await self._records(conn, collection, namespace_id, spec, live.gate, hits)
+            )
+        return records, np.asarray(consumed, dtype=np.int64)
+
+    async def _records(
+        self,
+        conn: AsyncConnection,
+        collection: Collection,
+        namespace_id: int,
+        spec: SessionSpec,
+        gate: FilterGate,
+        hits: list[tuple[PointId, float]],
+    ) -> list[Record]:
+        texts = [parse_point_id(pid, collection)[0] for pid, _ in hits]
+        raw = spec.dialect == "upstash" and spec.vectors.enabled
+        stored = await repository.select_points(conn, namespace_id, texts, with_vectors=raw)
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+        out = []
+        for (pid, score), text in zip(hits, texts, strict=True):
+            point = stored.get(text)
+            if point is None or not gate.admits(point):
+                continue  # deleted or changed since the engine saw it: never returned
+            payload = spec.payload.apply(point.payload)
+            if spec.dialect == "upstash" and spec.payload.enabled:
+                payload = point.payload  # Upstash leaves absent metadata out, not {}
+            record = Record(point.id, point.seq, payload, score=score)
+            if raw:
+                record.extra["raw_vector"] = point.vectors.get(spec.vector_name)
+            elif spec.vectors.enabled:
+                vector = segment.vector(pid)
+                record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
+            if spec.include_data:
+                record.extra["data"] = point.data
+            out.append(record)
+        return out
+
+    # --------------------------------------------------------------------- end
+
+    async def end(self, session_id: str, owner: str, collection_name: str) -> None:
+        key = _parse_handle(session_id)
+        async with self.db.begin() as conn:
+            row = await rows.lock(conn, key)
+            self._owned(row, owner, collection_name, datetime.min.replace(tzinfo=UTC))
+            await rows.delete(conn, key)
+        self._live.pop(key, None)
+
+    async def reap(self, now: datetime | None = None) -> int | None:
+        """Delete idle sessions; None when another worker holds the reaper lock."""
+        async with self.db.begin() as conn:
+            gone = await rows.reap(conn, now or datetime.now(UTC))
+        for key in gone or []:
+            self._live.pop(key, None)
+        return None if gone is None else len(gone)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _segment(self, collection: Collection, namespace_id: int, vector_name: str) -> Segment:
+        params = collection.config.vectors.get(vector_name)
+        if params is None:
+            check_vector(collection, vector_name, [])  # raises the unknown-name error
+        return self.registry.ensure(namespace_id, vector_name, params)
+
+    def _remember(self, key: uuid.UUID, live: LiveQuery) -> None:
+        self._live[key] = live
+        self._live.move_to_end(key)
+        while len(self._live) > self.cache_size:
+            self._live.popitem(last=False)
+
+
+def _allowing(
+    segment: Segment, gate: FilterGate, start_seq: int, returned: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows a session may still return: written by its start, matching, not yet returned."""
+
+    def allow(candidates: np.ndarray) -> np.ndarray:
+        seqs = segment.rows_written_by(candidates)
+        ok = seqs <= start_seq
+        if len(returned):
+            ok &= ~np.isin(seqs, returned, assume_unique=False)
+        if gate is not no_gate and ok.any():
+            ok[ok] = gate.allows(segment, candidates[ok])
+        return ok
+
+    return allow
+
+
+def _check_page(k: int) -> None:
+    if not 0 <= k <= MAX_PAGE:
+        raise BadRequest(f"the page size must be between 0 and {MAX_PAGE}")
+
+
+def _parse_handle(session_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(session_id)
+    except ValueError:
+        raise NotFound(
+            "Resumable query not found: it was stopped, expired or never existed."
+        ) from None
