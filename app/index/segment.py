@@ -165,23 +165,67 @@ class Segment:
         exact: bool = False,
         score_threshold: float | None = None,
         indexed_only: bool = False,
+        allowed: np.ndarray | None = None,
     ) -> SearchHits:
         """The `k` best live points for `query`, best first.
 
-        `indexed_only` (Qdrant's search param) skips what the graph does not cover yet in
-        a segment large enough to need one: no results while the graph is being built.
+        `allowed` (sorted row numbers, from `rows_of`) restricts the search to the points a
+        filter matched: few of them are scanned exactly, many are searched in the graph
+        with a filter bitmap. `indexed_only` (Qdrant's search param) skips what the graph
+        does not cover yet in a segment large enough to need one.
         """
         query = scoring.prepare(query, self.distance)
         with self._lock.reading():
             large = len(self) > self.exact_threshold
             if k <= 0 or not self._row_of or (indexed_only and large and self._graph is None):
                 return SearchHits([], [], [], "exact")
+            if allowed is not None:
+                return self._filtered(query, k, ef, exact, score_threshold, allowed)
             use_graph = not exact and self._graph is not None and large
             rows = self._graph_candidates(query, k, ef, indexed_only) if use_graph else None
             plan = "hnsw" if rows is not None else "exact"
             if rows is None:
                 rows = self._scan_candidates(query, k, 0)
             return self._finish(query, rows, k, score_threshold, plan)
+
+    def rows_of(self, ids: Sequence[PointId]) -> np.ndarray:
+        """Sorted rows of the live points among `ids` (a filter's matches, for `allowed`)."""
+        with self._lock.reading():
+            found = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
+        return np.unique(np.asarray(found, dtype=np.int64))
+
+    def _filtered(
+        self,
+        query: np.ndarray,
+        k: int,
+        ef: int | None,
+        exact: bool,
+        threshold: float | None,
+        allowed: np.ndarray,
+    ) -> SearchHits:
+        allowed = allowed[self._alive[allowed]]
+        if exact or self._graph is None or len(allowed) <= self.exact_threshold:
+            return self._finish(query, self._scan_rows(query, k, allowed), k, threshold, "exact")
+        flags = np.zeros(self._count, dtype=np.uint8)
+        flags[allowed] = 1
+        bitmap = flags.tobytes()
+        want = min(max(ef or self.hnsw.ef_construct, k), len(allowed))
+        try:
+            labels, _ = self._graph.knn_query(
+                query, k=want, num_threads=1, filter=lambda row: row < len(bitmap) and bitmap[row]
+            )
+        except RuntimeError:  # the graph could not reach `want` matches: scan them instead
+            return self._finish(query, self._scan_rows(query, k, allowed), k, threshold, "exact")
+        pending = allowed[allowed >= self._graph_rows]
+        rows = np.concatenate([labels[0].astype(np.int64), self._scan_rows(query, k, pending)])
+        return self._finish(query, rows, k, threshold, "hnsw")
+
+    def _scan_rows(self, query: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
+        """Exact scan of the given rows: the best k + margin of them."""
+        if len(rows) <= k + RESCORE_MARGIN:
+            return rows
+        keys = scoring.sort_keys(self._vectors[rows], query, self.distance)
+        return rows[np.argpartition(keys, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]]
 
     def _scan_candidates(self, query: np.ndarray, k: int, start: int) -> np.ndarray:
         """Exact scan of rows [start, count): the best k + margin live rows."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from app.db import repository
 from app.errors import NotFound
-from app.index.segment import SearchHits
+from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId
+from app.services.filtering import compile_filter_sql
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import (
     PointService,
@@ -38,6 +40,7 @@ class SearchRequest:
     hnsw_ef: int | None = None
     exact: bool = False
     indexed_only: bool = False
+    filter: Any = None  # a filter AST (app.filters), already parsed by the dialect
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class SearchService:
         if segment is None:
             return SearchResult([], "exact")
         k = request.offset + request.limit + (1 if exclude is not None else 0)
+        allowed = await self._allowed(namespace_id, segment, request.filter)
         hits: SearchHits = await self.cpu.run(
             segment.search,
             query,
@@ -77,6 +81,7 @@ class SearchService:
             exact=request.exact,
             score_threshold=request.score_threshold,
             indexed_only=request.indexed_only,
+            allowed=allowed,
         )
         chosen = [
             (pid, score, version)
@@ -86,6 +91,14 @@ class SearchService:
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
         await self._attach(collection, namespace_id, records, request)
         return SearchResult(records, hits.plan)
+
+    async def _allowed(self, namespace_id: int, segment: Segment, node: Any) -> np.ndarray | None:
+        """Rows of the live points matching the filter (None: no filter)."""
+        if node is None:
+            return None
+        async with self.db.connect() as conn:
+            found = await repository.select_ids(conn, namespace_id, compile_filter_sql(node))
+        return await self.cpu.run(segment.rows_of, [wire for _, wire in found])
 
     async def search_batch(
         self, name: str, requests: Sequence[SearchRequest]

@@ -137,11 +137,11 @@ class ChangeFeed:
             old = known.get(collection_id)
             if old is None:
                 self.catalog.add(collection)
-            else:
-                for name, namespace_id in collection.namespaces.items():
-                    old.namespaces.setdefault(name, namespace_id)
-                for name in set(old.namespaces) - set(collection.namespaces):
-                    self.registry.drop_namespaces({old.namespaces.pop(name)})
+            else:  # namespaces may have been created, renamed or dropped
+                gone = set(old.namespaces.values()) - set(collection.namespaces.values())
+                self.registry.drop_namespaces(gone)
+                old.namespaces.clear()
+                old.namespaces.update(collection.namespaces)
             target = self.catalog.get(collection.name)
             for namespace_id in target.namespaces.values():
                 self.applied.setdefault(namespace_id, 0)
