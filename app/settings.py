@@ -32,6 +32,9 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024
     sync_interval: float = 1.0
     signal_dir: Path | None = None  # where workers of one host share their write counter
+    max_sessions: int = 10_000  # active resumable queries, all keys together
+    max_sessions_per_key: int = 1_000
+    reap_interval: float = 30.0  # seconds between sweeps for idle resumable queries
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,4 +51,7 @@ class Settings:
             max_request_bytes=int(_env("WAYPOINT_MAX_REQUEST_MB", "64") or 64) * 1024 * 1024,
             sync_interval=float(_env("WAYPOINT_SYNC_INTERVAL", "1.0") or 1.0),
             signal_dir=Path(d) if (d := _env("WAYPOINT_SIGNAL_DIR")) else None,
+            max_sessions=int(_env("WAYPOINT_MAX_SESSIONS", "10000") or 10000),
+            max_sessions_per_key=int(_env("WAYPOINT_MAX_SESSIONS_PER_KEY", "1000") or 1000),
+            reap_interval=float(_env("WAYPOINT_REAP_INTERVAL", "30") or 30),
         )
