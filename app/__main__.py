@@ -1,14 +1,19 @@
-"""Command line: `python -m app serve | migrate | healthcheck`."""
+"""Command line: `python -m app serve | migrate | create-index | healthcheck`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 import urllib.request
+from typing import TYPE_CHECKING
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.models import CollectionConfig
 
 
 def _database_url(settings: Settings) -> str:
@@ -47,6 +52,39 @@ def migrate(_: argparse.Namespace) -> None:
     print("database is at the latest revision")
 
 
+def create_index(args: argparse.Namespace) -> None:
+    """Create an Upstash index with no server running, or next to running servers.
+
+    It runs the same `CollectionService.create` as `PUT /upstash/{index}`, inside a
+    short-lived `Services` whose commit hook bumps the host's change signal: servers on this
+    host reload their catalog on their next request, servers elsewhere within their poll.
+    """
+    from app.db.migrate import upgrade
+    from app.errors import WaypointError
+    from app.services.upstash import index_config
+
+    settings = Settings.from_env()
+    try:
+        config = index_config(args.dimension, args.similarity)
+        url = _database_url(settings)
+        upgrade(url)
+        asyncio.run(_create_index(settings, url, args.name, config))
+    except WaypointError as exc:
+        sys.exit(f"create-index: {exc.message}")
+    print(f"created index {args.name} ({args.dimension} dimensions, {args.similarity.upper()})")
+
+
+async def _create_index(settings: Settings, url: str, name: str, config: CollectionConfig) -> None:
+    from app.db.database import Database
+    from app.services.container import Services
+
+    services = Services(settings, Database(url, pool_size=1))
+    try:
+        await services.collections.create(name, config, dialect="upstash")
+    finally:
+        await services.stop()
+
+
 def healthcheck(args: argparse.Namespace) -> None:
     """For container healthchecks that have no curl: exit 0 when /readyz answers 200."""
     try:
@@ -68,6 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.set_defaults(run=serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=migrate)
+
+    index_cmd = commands.add_parser("create-index", help="create an Upstash Vector index")
+    index_cmd.add_argument("name")
+    index_cmd.add_argument("--dimension", type=int, required=True)
+    index_cmd.add_argument(
+        "--similarity", default="COSINE", help="COSINE (default), EUCLIDEAN or DOT_PRODUCT"
+    )
+    index_cmd.set_defaults(run=create_index)
 
     check_cmd = commands.add_parser("healthcheck", help="exit 0 when the service is ready")
     check_cmd.add_argument("--host", default="127.0.0.1")

@@ -256,10 +256,13 @@ async def scroll_points(
     start: tuple[int, int | None, str] | None,
     limit: int,
     with_vectors: bool,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> list[PointRecord]:
     """Points in Qdrant id order (numbers, then UUIDs) from `start` (inclusive)."""
     order = (points.c.id_kind, points.c.id_number, points.c.point_id)
     stmt = sa.select(*_POINT_COLUMNS).where(points.c.namespace_id == namespace_id)
+    if where is not None:
+        stmt = stmt.where(where)
     if start is not None:
         kind, number, text = start
         stmt = stmt.where(
@@ -277,10 +280,14 @@ async def scroll_points(
     return [_record(row, vectors.get(row.point_id, {})) for row in rows]
 
 
-async def count_points(conn: AsyncConnection, namespace_id: int) -> int:
+async def count_points(
+    conn: AsyncConnection, namespace_id: int, where: sa.ColumnElement[bool] | None = None
+) -> int:
     stmt = (
         sa.select(sa.func.count()).select_from(points).where(points.c.namespace_id == namespace_id)
     )
+    if where is not None:
+        stmt = stmt.where(where)
     return (await conn.execute(stmt)).scalar_one()
 
 
@@ -537,3 +544,31 @@ async def count_by_namespace(conn: AsyncConnection, namespace_ids: Sequence[int]
         .group_by(points.c.namespace_id)
     )
     return {row[0]: row[1] for row in await conn.execute(stmt)}
+
+
+async def select_ids_rechecked(
+    conn: AsyncConnection,
+    namespace_id: int,
+    where: sa.ColumnElement[bool],
+    recheck: sa.ColumnElement[bool],
+) -> list[tuple[str, PointId, dict[str, Any] | None, list[str]] | tuple[str, PointId]]:
+    """Ids matching `where`; rows where `recheck` holds also carry payload and vector names,
+    for the caller to confirm with the in-memory predicate."""
+    names = (
+        sa.select(sa.func.coalesce(sa.func.array_agg(point_vectors.c.name), sa.text("'{}'")))
+        .where(
+            point_vectors.c.namespace_id == points.c.namespace_id,
+            point_vectors.c.point_id == points.c.point_id,
+        )
+        .scalar_subquery()
+    )
+    stmt = sa.select(
+        points.c.point_id, points.c.id_kind, recheck.label("recheck"), points.c.payload, names
+    ).where(points.c.namespace_id == namespace_id, where)
+    out: list = []
+    for row in await conn.execute(stmt):
+        wire = wire_point_id(row.point_id, row.id_kind)
+        out.append(
+            (row.point_id, wire, row.payload, row[4]) if row.recheck else (row.point_id, wire)
+        )
+    return out

@@ -1,4 +1,5 @@
-"""The services' one door to the filter package: parse, compile to SQL, re-check in Python."""
+"""The services' one door to the filter package: parse filters, find the points they match
+(SQL, with an in-memory re-check where SQL cannot be exact), re-check single points."""
 
 from __future__ import annotations
 
@@ -6,30 +7,62 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import repository
+from app.db.tables import points
 from app.errors import BadRequest
+from app.filters import Point, compile_predicate, compile_sql
 from app.models import Collection, PointId
-
-
-def compile_filter_sql(node: Any) -> sa.ColumnElement[bool]:
-    """A WHERE clause over `points` for a filter AST."""
-    from app.filters import compile_sql
-
-    return compile_sql(node)
 
 
 def parse_filter(raw: Any, language: str) -> Any:
     """The filter AST of a filter as sent (Qdrant JSON or an Upstash string); None if empty."""
     if not raw:
         return None
-    try:
-        from app.filters import parse_qdrant_filter, parse_upstash_filter
-    except ImportError:
-        raise BadRequest("Filters are not supported by this server yet") from None
+    from app.filters import parse_qdrant_filter, parse_upstash_filter
 
-    return parse_upstash_filter(raw) if language == "upstash" else parse_qdrant_filter(raw)
+    if language == "upstash":
+        if not isinstance(raw, str):
+            raise BadRequest("filter must be a string")
+        return parse_upstash_filter(raw)
+    if not isinstance(raw, dict):
+        raise BadRequest("Wrong input: filter must be an object")
+    return parse_qdrant_filter(raw)
+
+
+async def matching_ids(
+    conn: AsyncConnection, namespace_id: int, node: Any
+) -> list[tuple[str, PointId]]:
+    """(id text, wire id) of every point of the namespace that `node` matches."""
+    sql = compile_sql(node)
+    if sql.recheck is None:
+        return await repository.select_ids(conn, namespace_id, sql.where)
+    predicate = compile_predicate(node)
+    found = await repository.select_ids_rechecked(conn, namespace_id, sql.where, sql.recheck)
+    return [
+        (row[0], row[1])
+        for row in found
+        if len(row) == 2 or predicate(Point(row[1], row[2], frozenset(row[3])))
+    ]
+
+
+async def filter_where(
+    conn: AsyncConnection, namespace_id: int, node: Any
+) -> sa.ColumnElement[bool] | None:
+    """An exact WHERE clause over `points` for `node` (None: no filter).
+
+    Where SQL alone cannot decide (`recheck`), the clause becomes the list of ids the
+    in-memory predicate confirmed.
+    """
+    if node is None:
+        return None
+    sql = compile_sql(node)
+    if sql.recheck is None:
+        return sql.where
+    ids = [text for text, _ in await matching_ids(conn, namespace_id, node)]
+    return points.c.point_id == sa.func.any(sa.literal(ids, ARRAY(sa.Text)))
 
 
 class FilterGate:
@@ -43,11 +76,7 @@ class FilterGate:
     def __init__(self, node: Any = None, matching: set[PointId] | None = None) -> None:
         self.node = node
         self.matching = matching
-        self._predicate = None
-        if node is not None:
-            from app.filters import compile_predicate
-
-            self._predicate = compile_predicate(node)
+        self._predicate = None if node is None else compile_predicate(node)
 
     @classmethod
     async def open(
@@ -56,7 +85,7 @@ class FilterGate:
         node = parse_filter(spec.filter, spec.filter_language)
         if node is None:
             return no_gate
-        found = await repository.select_ids(conn, namespace_id, compile_filter_sql(node))
+        found = await matching_ids(conn, namespace_id, node)
         return cls(node, {wire for _, wire in found})
 
     def allows(self, segment: Any, rows: np.ndarray) -> np.ndarray:
@@ -65,12 +94,10 @@ class FilterGate:
         ids = segment._ids
         return np.fromiter((ids[r] in self.matching for r in rows.tolist()), bool, len(rows))
 
-    def admits(self, point: repository.PointRecord) -> bool:
+    def admits(self, point: repository.PointRecord, vector_names: frozenset[str]) -> bool:
         if self._predicate is None:
             return True
-        from app.filters import PointView
-
-        return self._predicate(PointView(point.id, point.payload, set(point.vectors)))
+        return self._predicate(Point(point.id, point.payload, vector_names))
 
     def expected(self, segment: Any) -> int | None:
         """The planner's estimate of matching live points (None: every live point)."""

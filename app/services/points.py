@@ -23,7 +23,7 @@ from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, point_id_key, wire_point_id
 from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
-from app.services.filtering import compile_filter_sql
+from app.services.filtering import filter_where, matching_ids
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.writes import (
     Delete,
@@ -173,9 +173,7 @@ class PointService:
     ) -> list[str]:
         """Id texts of the points a selector names (ids need not exist; filters match)."""
         if selector.filter is not None:
-            where = compile_filter_sql(selector.filter)
-            found = await repository.select_ids(conn, namespace_id, where)
-            ids = [text for text, _ in found]
+            ids = [text for text, _ in await matching_ids(conn, namespace_id, selector.filter)]
             if selector.ids is not None:
                 wanted = {parse_point_id(i, collection)[0] for i in selector.ids}
                 ids = [text for text in ids if text in wanted]
@@ -212,6 +210,7 @@ class PointService:
         limit: int,
         payload: PayloadSelector,
         vectors: VectorSelector,
+        filter_: Any = None,
     ) -> tuple[list[Record], PointId | None]:
         """A page of points in id order and the id the next page starts at."""
         check_count("limit", limit, minimum=1)
@@ -222,17 +221,19 @@ class PointService:
             text, kind, number = parse_point_id(offset, collection)
             start = (int(kind), number, text)
         async with self.db.connect() as conn:
+            where = await filter_where(conn, namespace_id, filter_)
             rows = await repository.scroll_points(
-                conn, namespace_id, start=start, limit=limit + 1, with_vectors=False
+                conn, namespace_id, start=start, limit=limit + 1, with_vectors=False, where=where
             )
         next_offset = rows[limit].id if len(rows) > limit else None
         return self.records(collection, namespace_id, rows[:limit], payload, vectors), next_offset
 
-    async def count(self, name: str, namespace: str = "") -> int:
+    async def count(self, name: str, namespace: str = "", filter_: Any = None) -> int:
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, namespace)
         async with self.db.connect() as conn:
-            return await repository.count_points(conn, namespace_id)
+            where = await filter_where(conn, namespace_id, filter_)
+            return await repository.count_points(conn, namespace_id, where)
 
     def records(
         self,

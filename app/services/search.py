@@ -13,7 +13,7 @@ from app.db import repository
 from app.errors import NotFound
 from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId
-from app.services.filtering import compile_filter_sql
+from app.services.filtering import matching_ids
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import (
     PointService,
@@ -97,7 +97,7 @@ class SearchService:
         if node is None:
             return None
         async with self.db.connect() as conn:
-            found = await repository.select_ids(conn, namespace_id, compile_filter_sql(node))
+            found = await matching_ids(conn, namespace_id, node)
         return await self.cpu.run(segment.rows_of, [wire for _, wire in found])
 
     async def search_batch(

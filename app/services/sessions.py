@@ -347,12 +347,13 @@ class SessionService:
     ) -> list[Record]:
         texts = [parse_point_id(pid, collection)[0] for pid, _ in hits]
         raw = spec.dialect == "upstash" and spec.vectors.enabled
-        stored = await repository.select_points(conn, namespace_id, texts, with_vectors=raw)
+        # Vectors too: a filter may ask which vectors a point has (`has_vector`).
+        stored = await repository.select_points(conn, namespace_id, texts, with_vectors=True)
         segment = self._segment(collection, namespace_id, spec.vector_name)
         out = []
         for (pid, score), text in zip(hits, texts, strict=True):
             point = stored.get(text)
-            if point is None or not gate.admits(point):
+            if point is None or not gate.admits(point, frozenset(point.vectors)):
                 continue  # deleted or changed since the engine saw it: never returned
             payload = spec.payload.apply(point.payload)
             if spec.dialect == "upstash" and spec.payload.enabled:

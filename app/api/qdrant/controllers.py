@@ -260,13 +260,13 @@ class PointsController(Controller):
         collection_name: str,
         data: schemas.ScrollPoints,
     ) -> Response:
-        parse.no_filter(data.filter)
         records, next_offset = await services.points.scroll(
             collection_name,
             data.offset,
             data.limit,
             parse.payload_selector(data.with_payload),
             parse.vector_selector(data.with_vector),
+            parse.filter_node(data.filter),
         )
         named = services.collections.get(collection_name).config.named
         return qdrant_ok(
@@ -282,8 +282,9 @@ class PointsController(Controller):
         collection_name: str,
         data: schemas.CountPoints | None = None,
     ) -> Response:
-        parse.no_filter(data.filter if data else None)
-        return qdrant_ok(request, {"count": await services.points.count(collection_name)})
+        node = parse.filter_node(data.filter) if data else None
+        count = await services.points.count(collection_name, filter_=node)
+        return qdrant_ok(request, {"count": count})
 
 
 def _plans(results: list[SearchResult]) -> dict[str, str]:
@@ -356,7 +357,7 @@ class ResumableController(Controller):
         data: schemas.ResumableQuery,
     ) -> Response:
         collection = services.collections.get(collection_name)
-        search = parse.query_request(data, allow_filter=True)
+        search = parse.query_request(data)
         if search.vector is None:
             raise BadRequest("Wrong input: resumable queries take a query vector")
         spec = SessionSpec(

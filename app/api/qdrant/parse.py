@@ -83,12 +83,6 @@ def _jsonable(body: Any) -> dict[str, Any]:
     return msgspec.to_builtins(body)
 
 
-def no_filter(filter_: Any) -> None:
-    """Filters arrive with the filtering work (issue #3); until then say so clearly."""
-    if filter_:
-        raise BadRequest("Wrong input: payload filters are not supported by this server yet")
-
-
 def point_vectors(vector: Any, named: bool) -> dict[str, Any]:
     if vector is None:
         return {}
@@ -190,9 +184,7 @@ def _params(body: schemas.QueryPoints | schemas.SearchPoints) -> dict[str, Any]:
     }
 
 
-def query_request(body: schemas.QueryPoints, allow_filter: bool = False) -> SearchRequest:
-    if not allow_filter:
-        no_filter(body.filter)
+def query_request(body: schemas.QueryPoints) -> SearchRequest:
     if body.prefetch:
         raise BadRequest("Wrong input: prefetch is not supported by this server yet")
     if body.query is None:
@@ -210,12 +202,12 @@ def query_request(body: schemas.QueryPoints, allow_filter: bool = False) -> Sear
         score_threshold=body.score_threshold,
         payload=payload_selector(body.with_payload),
         vectors=vector_selector(with_vector),
+        filter=filter_node(body.filter),
         **_params(body),
     )
 
 
 def search_request(body: schemas.SearchPoints) -> SearchRequest:
-    no_filter(body.filter)
     vector, point_id, using = _vector_or_id(body.vector, DEFAULT_VECTOR, "vector")
     if point_id is not None:
         raise BadRequest("Wrong input: vector must be a list of numbers or {name, vector}")
@@ -227,6 +219,7 @@ def search_request(body: schemas.SearchPoints) -> SearchRequest:
         score_threshold=body.score_threshold,
         payload=payload_selector(body.with_payload),
         vectors=vector_selector(body.with_vector),
+        filter=filter_node(body.filter),
         **_params(body),
     )
 

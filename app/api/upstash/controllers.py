@@ -1,40 +1,78 @@
 """Upstash Vector REST routes under `/upstash/{index}`: the SDK's base URL is
 `{server}/upstash/{index}` and its token is the API key. Every answer is `{"result": ...}`;
-errors are `{"error", "status"}` (see app/api/envelope.py)."""
+errors are `{"error", "status"}` (see app/api/envelope.py).
+
+The SDK only POSTs; the verbs the Upstash docs list (GET for reads, DELETE for deletions)
+are accepted too. Litestar gives GET handlers no `data`, so those handlers decode their
+body themselves (`body_as`), with the same error statuses as Litestar's own decoding.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from litestar import Controller, Request, Response, post, put, route
 from litestar.di import Provide
+from litestar.params import Parameter
 
 from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
 from app.api.upstash import render, schemas
-from app.errors import BadRequest, NotFound
-from app.models import DEFAULT_VECTOR, CollectionConfig, VectorParams
+from app.errors import BadRequest, ValidationFailed
+from app.models import DEFAULT_VECTOR, Collection
 from app.services.container import Services
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import PointInput
 from app.services.sessions import SessionSpec, owner_of
+from app.services.upstash import (
+    QuerySpec,
+    UpdateSpec,
+    UpstashService,
+    check_dimension,
+    index_config,
+)
 
 NAMESPACED = "{namespace:str}"
 DEFAULT_MAX_IDLE = 3600  # seconds, as the SDK and the Upstash docs default
+READ = ["GET", "POST"]
+DELETE = ["DELETE", "POST"]
+NO_EMBEDDING = "Embedding data is not supported: this index has no embedding model"
+
+T = TypeVar("T")
 
 
 def ok(result: Any) -> Response:
     return Response({"result": result}, status_code=200)
 
 
-def index_of(services: Services, index_name: str):
-    collection = services.catalog.find(index_name)
-    if collection is None:
-        raise NotFound(f"Index {index_name} does not exist")
-    return collection
+def paths(name: str) -> list[str]:
+    """The route in the default namespace and in a named one (`/name/{namespace}`)."""
+    return [f"/{name}", f"/{name}/{NAMESPACED}"]
 
 
-def point_inputs(body: list[schemas.Vector] | schemas.Vector) -> list[PointInput]:
+async def provide_upstash(services: Services) -> UpstashService:
+    return UpstashService.of(services)
+
+
+async def body_as(request: Request, kind: type[T]) -> T:
+    """The JSON body as `kind` (an empty body reads as `{}`)."""
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"Format error in JSON body: {exc}") from None
+
+
+def as_list(ids: list[int | str] | int | str | None) -> list[int | str] | None:
+    return ids if ids is None or isinstance(ids, list) else [ids]
+
+
+def point_inputs(
+    collection: Collection, body: list[schemas.Vector] | schemas.Vector
+) -> list[PointInput]:
     items = body if isinstance(body, list) else [body]
     points = []
     for item in items:
@@ -44,114 +82,59 @@ def point_inputs(body: list[schemas.Vector] | schemas.Vector) -> list[PointInput
             raise BadRequest(
                 "A vector is required: this index has no embedding model to embed `data`"
             )
+        check_dimension(collection, item.vector)
         points.append(PointInput(item.id, {DEFAULT_VECTOR: item.vector}, item.metadata, item.data))
     return points
+
+
+def query_spec(query: schemas.Query) -> QuerySpec:
+    """A dense query; `data` and sparse vectors need models this index does not have."""
+    if query.data is not None:
+        raise BadRequest(f"{NO_EMBEDDING}: query with a vector")
+    if query.sparse_vector is not None:
+        raise BadRequest("This index is dense: sparse vectors are not supported")
+    if query.vector is None:
+        raise BadRequest("A query vector is required")
+    return QuerySpec(
+        vector=query.vector,
+        top_k=query.top_k,
+        filter=query.filter or "",
+        include_vectors=query.include_vectors,
+        include_metadata=query.include_metadata,
+        include_data=query.include_data,
+    )
+
+
+def include_flags(body: schemas.Include) -> dict[str, bool]:
+    return {
+        "include_vectors": body.include_vectors,
+        "include_metadata": body.include_metadata,
+        "include_data": body.include_data,
+    }
 
 
 class UpstashController(Controller):
     path = "/upstash/{index_name:str}"
     tags = ["upstash"]
-    dependencies = {"services": Provide(provide_services)}
+    dependencies = {
+        "services": Provide(provide_services),
+        "upstash": Provide(provide_upstash),
+    }
+
+    # ------------------------------------------------------------------ index
 
     @put("/")
     async def create_index(
         self, services: Services, index_name: str, data: schemas.CreateIndex
     ) -> Response:
         """Create an index (Waypoint's own endpoint: Upstash creates indexes in its console)."""
-        distance = render.DISTANCE.get(data.similarity_function.upper())
-        if distance is None:
-            raise BadRequest("similarityFunction must be COSINE, EUCLIDEAN or DOT_PRODUCT")
-        if not 1 <= data.dimension <= 65_536:
-            raise BadRequest("dimension must be between 1 and 65536")
-        as_sent = {"size": data.dimension, "distance": distance.value}
-        config = CollectionConfig(
-            vectors={DEFAULT_VECTOR: VectorParams(data.dimension, distance, as_sent=as_sent)},
-            named=False,
-            as_sent={"vectors": as_sent},
-        )
+        config = index_config(data.dimension, data.similarity_function)
         await services.collections.create(index_name, config, dialect="upstash")
         return ok("Success")
 
-    @post(["/upsert", f"/upsert/{NAMESPACED}"], status_code=200)
-    async def upsert(
-        self,
-        services: Services,
-        index_name: str,
-        data: list[schemas.Vector] | schemas.Vector,
-        namespace: str = "",
-    ) -> Response:
-        collection = index_of(services, index_name)
-        operation = services.points.upsert_operation(collection, point_inputs(data))
-        await services.collections.ensure_namespace(index_name, namespace)
-        await services.points.write(index_name, [operation], namespace)
-        return ok("Success")
-
-    @post(["/upsert-data", f"/upsert-data/{NAMESPACED}"], status_code=200)
-    async def upsert_data(
-        self, services: Services, index_name: str, namespace: str = ""
-    ) -> Response:
-        index_of(services, index_name)
-        raise BadRequest("Embedding data is not supported: this index has no embedding model")
-
-    @post(["/resumable-query", f"/resumable-query/{NAMESPACED}"], status_code=200, opt=READ_ONLY)
-    async def resumable_query(
-        self,
-        request: Request,
-        services: Services,
-        index_name: str,
-        data: schemas.Query,
-        namespace: str = "",
-    ) -> Response:
-        collection = index_of(services, index_name)
-        if namespace not in collection.namespaces:
-            return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
-        if data.vector is None:
-            raise BadRequest("A query vector is required: this index has no embedding model")
-        spec = SessionSpec(
-            collection=index_name,
-            namespace=namespace,
-            vector=data.vector,
-            filter=data.filter or None,
-            filter_language="upstash",
-            payload=PayloadSelector(enabled=data.include_metadata),
-            vectors=VectorSelector(enabled=data.include_vectors),
-            include_data=data.include_data,
-            dialect="upstash",
-        )
-        max_idle = DEFAULT_MAX_IDLE if data.max_idle is None else data.max_idle
-        handle, records = await services.sessions.start(
-            spec, data.top_k, max_idle, owner_of(presented_key(request.scope))
-        )
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
-        return ok({"uuid": handle, "scores": [render.score_object(r, distance) for r in records]})
-
-    @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
-    async def resumable_query_next(
-        self, request: Request, services: Services, index_name: str, data: schemas.ResumableNext
-    ) -> Response:
-        collection = index_of(services, index_name)
-        if data.uuid == "":
-            return ok([])  # the handle of a query on a missing namespace
-        records = await services.sessions.next(
-            data.uuid, data.additional_k, owner_of(presented_key(request.scope)), index_name
-        )
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
-        return ok([render.score_object(r, distance) for r in records])
-
-    @post("/resumable-query-end", status_code=200, opt=READ_ONLY)
-    async def resumable_query_end(
-        self, request: Request, services: Services, index_name: str, data: schemas.ResumableEnd
-    ) -> Response:
-        index_of(services, index_name)
-        if data.uuid != "":
-            await services.sessions.end(
-                data.uuid, owner_of(presented_key(request.scope)), index_name
-            )
-        return ok("Success")
-
-    @route("/info", http_method=["GET", "POST"], status_code=200, opt=READ_ONLY)
-    async def info(self, services: Services, index_name: str) -> Response:
-        collection = index_of(services, index_name)
+    @route("/info", http_method=READ, status_code=200, opt=READ_ONLY)
+    async def info(self, services: Services, upstash: UpstashService, index_name: str) -> Response:
+        collection = upstash.index(index_name)
         params = collection.config.vectors[DEFAULT_VECTOR]
         counts = await services.collections.namespace_counts(index_name)
         counts.setdefault("", 0)
@@ -176,3 +159,227 @@ class UpstashController(Controller):
                 },
             }
         )
+
+    # ------------------------------------------------------------- namespaces
+
+    @route("/list-namespaces", http_method=READ, status_code=200, opt=READ_ONLY)
+    async def list_namespaces(self, upstash: UpstashService, index_name: str) -> Response:
+        return ok(upstash.list_namespaces(index_name))
+
+    @route(paths("delete-namespace"), http_method=DELETE, status_code=200)
+    async def delete_namespace(
+        self, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        await upstash.delete_namespace(index_name, namespace)
+        return ok("Success")
+
+    @post("/rename-namespace", status_code=200)
+    async def rename_namespace(
+        self, upstash: UpstashService, index_name: str, data: schemas.RenameNamespace
+    ) -> Response:
+        renamed = await upstash.rename_namespace(
+            index_name, data.namespace, data.new_namespace, data.delete_existing
+        )
+        return ok({"renamed": renamed})
+
+    @route(paths("reset"), http_method=DELETE, status_code=200)
+    async def reset(
+        self,
+        upstash: UpstashService,
+        index_name: str,
+        namespace: str = "",
+        reset_all: str | None = Parameter(query="all", default=None),
+    ) -> Response:
+        """`?all` (sent with no value) resets every namespace and ignores the path's."""
+        if reset_all is not None:
+            await upstash.reset_all(index_name)
+        else:
+            await upstash.reset(index_name, namespace)
+        return ok("Success")
+
+    # ----------------------------------------------------------------- writes
+
+    @post(paths("upsert"), status_code=200)
+    async def upsert(
+        self,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: list[schemas.Vector] | schemas.Vector,
+        namespace: str = "",
+    ) -> Response:
+        collection = upstash.index(index_name)
+        operation = services.points.upsert_operation(collection, point_inputs(collection, data))
+        await services.collections.ensure_namespace(index_name, namespace)
+        await services.points.write(index_name, [operation], namespace)
+        return ok("Success")
+
+    @post(paths("upsert-data"), status_code=200)
+    async def upsert_data(
+        self, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        upstash.index(index_name)
+        raise BadRequest(NO_EMBEDDING)
+
+    @post(paths("update"), status_code=200)
+    async def update(
+        self, upstash: UpstashService, index_name: str, data: schemas.Update, namespace: str = ""
+    ) -> Response:
+        if data.sparse_vector is not None:
+            raise BadRequest("This index is dense: sparse vectors are not supported")
+        spec = UpdateSpec(
+            id=data.id,
+            mode=data.metadata_update_mode,
+            vector=data.vector,
+            metadata=data.metadata,
+            data=data.data,
+        )
+        updated = await upstash.update(index_name, namespace, spec)
+        return ok({"updated": int(updated)})
+
+    @route(paths("delete"), http_method=DELETE, status_code=200)
+    async def delete(
+        self, request: Request, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        body = await body_as(request, schemas.Delete)
+        deleted = await upstash.delete(
+            index_name, namespace, ids=as_list(body.ids), prefix=body.prefix, filter=body.filter
+        )
+        return ok({"deleted": deleted})
+
+    # ------------------------------------------------------------------ reads
+
+    @post(paths("query"), status_code=200, opt=READ_ONLY)
+    async def query(
+        self,
+        upstash: UpstashService,
+        index_name: str,
+        data: list[schemas.Query] | schemas.Query,
+        namespace: str = "",
+    ) -> Response:
+        """An object or a one-element array answers a flat list; longer arrays a list per
+        query (the SDK's `query_many` relies on both)."""
+        collection = upstash.index(index_name)
+        specs = [query_spec(q) for q in (data if isinstance(data, list) else [data])]
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        results = []
+        for spec in specs:
+            records = await upstash.query(index_name, namespace, spec)
+            results.append([render.score_object(r, distance) for r in records])
+        return ok(results[0] if len(results) == 1 else results)
+
+    @post([*paths("query-data"), *paths("resumable-query-data")], status_code=200, opt=READ_ONLY)
+    async def query_data(
+        self, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        upstash.index(index_name)
+        raise BadRequest(f"{NO_EMBEDDING}: query with a vector")
+
+    @route(paths("fetch"), http_method=READ, status_code=200, opt=READ_ONLY)
+    async def fetch(
+        self, request: Request, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        body = await body_as(request, schemas.Fetch)
+        points = await upstash.fetch(
+            index_name,
+            namespace,
+            ids=as_list(body.ids),
+            prefix=body.prefix,
+            with_vectors=body.include_vectors,
+        )
+        flags = include_flags(body)
+        return ok([render.stored_object(point, **flags) for point in points])
+
+    @route(paths("range"), http_method=READ, status_code=200, opt=READ_ONLY)
+    async def range(
+        self, request: Request, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        body = await body_as(request, schemas.Range)
+        page = await upstash.range(
+            index_name,
+            namespace,
+            cursor=body.cursor,
+            limit=body.limit,
+            prefix=body.prefix,
+            with_vectors=body.include_vectors,
+        )
+        flags = include_flags(body)
+        vectors = [render.stored_object(point, **flags) for point in page.points]
+        return ok({"nextCursor": page.next_cursor, "vectors": vectors})
+
+    @route(paths("random"), http_method=READ, status_code=200, opt=READ_ONLY)
+    async def random(
+        self, upstash: UpstashService, index_name: str, namespace: str = ""
+    ) -> Response:
+        """Documented shape: the id and the dense vector (null for an empty namespace)."""
+        point = await upstash.random(index_name, namespace)
+        return ok(render.stored_object(point, include_vectors=True))
+
+    # -------------------------------------------------------- resumable query
+
+    @post(paths("resumable-query"), status_code=200, opt=READ_ONLY)
+    async def resumable_query(
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: schemas.Query,
+        namespace: str = "",
+    ) -> Response:
+        collection = upstash.index(index_name)
+        if namespace not in collection.namespaces:
+            return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
+        query = query_spec(data)
+        check_dimension(collection, query.vector)
+        spec = SessionSpec(
+            collection=index_name,
+            namespace=namespace,
+            vector=list(query.vector),
+            filter=query.filter or None,
+            filter_language="upstash",
+            payload=PayloadSelector(enabled=query.include_metadata),
+            vectors=VectorSelector(enabled=query.include_vectors),
+            include_data=query.include_data,
+            dialect="upstash",
+        )
+        max_idle = DEFAULT_MAX_IDLE if data.max_idle is None else data.max_idle
+        handle, records = await services.sessions.start(
+            spec, query.top_k, max_idle, owner_of(presented_key(request.scope))
+        )
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        return ok({"uuid": handle, "scores": [render.score_object(r, distance) for r in records]})
+
+    @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
+    async def resumable_query_next(
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: schemas.ResumableNext,
+    ) -> Response:
+        collection = upstash.index(index_name)
+        if data.uuid == "":
+            return ok([])  # the handle of a query on a missing namespace
+        records = await services.sessions.next(
+            data.uuid, data.additional_k, owner_of(presented_key(request.scope)), index_name
+        )
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        return ok([render.score_object(r, distance) for r in records])
+
+    @post("/resumable-query-end", status_code=200, opt=READ_ONLY)
+    async def resumable_query_end(
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: schemas.ResumableEnd,
+    ) -> Response:
+        upstash.index(index_name)
+        if data.uuid != "":
+            await services.sessions.end(
+                data.uuid, owner_of(presented_key(request.scope)), index_name
+            )
+        return ok("Success")

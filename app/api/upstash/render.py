@@ -1,4 +1,8 @@
-"""Upstash wire shapes: normalised scores, vectors exactly as sent, optional fields."""
+"""Upstash wire shapes: normalised scores, vectors exactly as sent, optional fields.
+
+The similarity names and the score normalisation are dialect rules the service ranks by, so
+they live in `app.services.upstash`; they are re-exported here for the handlers.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from app.models import Distance
+from app.db.repository import PointRecord
+from app.models import DEFAULT_VECTOR, Distance
+from app.services.upstash import DISTANCE, SIMILARITY, score
 
-SIMILARITY = {Distance.COSINE: "COSINE", Distance.EUCLID: "EUCLIDEAN", Distance.DOT: "DOT_PRODUCT"}
-DISTANCE = {name: distance for distance, name in SIMILARITY.items()}
-
-
-def score(raw: float, distance: Distance) -> float:
-    """Upstash's 0..1 score from a Qdrant-style score (dot product, or L2 distance).
-
-    COSINE and DOT_PRODUCT: (1 + similarity) / 2; EUCLIDEAN: 1 / (1 + squared distance).
-    Rounded through float32 and clamped, so identical directions score exactly 1.
-    """
-    value = 1.0 / (1.0 + raw * raw) if distance is Distance.EUCLID else (1.0 + raw) / 2.0
-    return min(1.0, max(0.0, float(np.float32(value))))
+__all__ = [
+    "DISTANCE",
+    "SIMILARITY",
+    "exact_floats",
+    "score",
+    "score_object",
+    "stored_object",
+    "vector_object",
+]
 
 
 def exact_floats(raw: bytes) -> list[float]:
@@ -45,6 +48,27 @@ def vector_object(
     if include_data and data is not None:
         out["data"] = data
     return out
+
+
+def stored_object(
+    point: PointRecord | None,
+    *,
+    include_vectors: bool = False,
+    include_metadata: bool = False,
+    include_data: bool = False,
+) -> dict[str, Any] | None:
+    """A `Vector` (fetch, range, random) from a stored point; None stays None (fetch)."""
+    if point is None:
+        return None
+    return vector_object(
+        point.id,
+        vector=point.vectors.get(DEFAULT_VECTOR),
+        metadata=point.payload,
+        data=point.data,
+        include_vectors=include_vectors,
+        include_metadata=include_metadata,
+        include_data=include_data,
+    )
 
 
 def score_object(record: Any, distance: Distance) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class Query(Body):
     include_vectors: bool = False
     include_metadata: bool = False
     include_data: bool = False
-    filter: str = ""
+    filter: str | None = ""
     weighting_strategy: str | None = None
     fusion_algorithm: str | None = None
     query_mode: str | None = None
@@ -46,3 +46,43 @@ class ResumableEnd(Body):
 class CreateIndex(Body):
     dimension: int
     similarity_function: str = "COSINE"
+
+
+class Include(Body):
+    include_vectors: bool = False
+    include_metadata: bool = False
+    include_data: bool = False
+
+
+class Fetch(Include):
+    ids: list[int | str] | int | str | None = None
+    prefix: str | None = None
+
+
+class Range(Include, kw_only=True):
+    limit: int
+    cursor: str | int = ""
+    prefix: str | None = None
+
+
+class Delete(Body):
+    """The SDK wraps a single id into `ids`; other clients may send it bare."""
+
+    ids: list[int | str] | int | str | None = None
+    prefix: str | None = None
+    filter: str | None = None
+
+
+class Update(Body):
+    id: int | str
+    metadata_update_mode: str = "OVERWRITE"
+    vector: list[float] | None = None
+    sparse_vector: Any = None
+    data: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RenameNamespace(Body):
+    namespace: str
+    new_namespace: str
+    delete_existing: bool = False

@@ -1,0 +1,540 @@
+"""The Upstash Vector dialect's semantics on top of the shared services.
+
+An Upstash index is a collection (dialect "upstash") with one unnamed dense vector and
+string ids. Point writes go through `PointService.write` (one transaction under the
+collection row lock, segments updated after commit, other workers signalled), so every
+Upstash write is read-your-writes. Namespace creation, deletion and renaming take the same
+row lock, update this worker's catalog and segments, and signal the change feed, whose
+catalog reload brings the other workers along.
+
+Decisions on what the Upstash docs leave open are stated where they are made.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db import repository
+from app.db import upstash as sql
+from app.db.database import Database
+from app.db.repository import PointRecord
+from app.errors import BadRequest, CollectionNotFound, NotFound, ValidationFailed
+from app.index.registry import IndexRegistry
+from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, Distance, VectorParams
+from app.services.catalog import Catalog
+from app.services.filtering import parse_filter
+from app.services.points import PointService, Record, parse_point_id
+from app.services.search import SearchRequest, SearchService
+from app.services.writes import (
+    ChangePayload,
+    Delete,
+    Effect,
+    Operation,
+    PointSelector,
+    WriteContext,
+    overwrite_payload,
+)
+
+if TYPE_CHECKING:
+    from app.services.container import Services
+
+SIMILARITY = {Distance.COSINE: "COSINE", Distance.EUCLID: "EUCLIDEAN", Distance.DOT: "DOT_PRODUCT"}
+DISTANCE = {name: distance for distance, name in SIMILARITY.items()}
+MAX_DIMENSION = 65_536
+MAX_TOP_K = 10_000  # the resumable queries' page cap, so both query paths agree
+MAX_RANGE_PAGE = 1_000  # a longer `limit` returns 1000 vectors and a cursor to continue
+FETCH_PREFIX_LIMIT = 1_000  # documented: fetch by prefix returns at most 1000 vectors
+MAX_SEQ = 2**63 - 1  # seqs are PostgreSQL bigints
+# Results beyond topK that are ranked too, so that vectors tied after float32 rounding are
+# ordered by insertion even where the exact float64 scores differ in the last bits.
+TIE_MARGIN = 16
+
+
+# --------------------------------------------------------------------- pure rules
+
+
+def index_config(dimension: int, similarity: str) -> CollectionConfig:
+    """The collection layout of a dense Upstash index (HTTP `PUT` and the CLI share it)."""
+    distance = DISTANCE.get(similarity.upper())
+    if distance is None:
+        raise BadRequest("similarityFunction must be COSINE, EUCLIDEAN or DOT_PRODUCT")
+    if not 1 <= dimension <= MAX_DIMENSION:
+        raise BadRequest(f"dimension must be between 1 and {MAX_DIMENSION}")
+    as_sent = {"size": dimension, "distance": distance.value}
+    return CollectionConfig(
+        vectors={DEFAULT_VECTOR: VectorParams(dimension, distance, as_sent=as_sent)},
+        named=False,
+        as_sent={"vectors": as_sent},
+    )
+
+
+def score(raw: float, distance: Distance) -> float:
+    """Upstash's 0..1 score from a Qdrant-style score (dot product, or L2 distance).
+
+    COSINE and DOT_PRODUCT: (1 + similarity) / 2; EUCLIDEAN: 1 / (1 + squared distance).
+    Rounded through float32 and clamped, so identical directions score exactly 1.
+    """
+    value = 1.0 / (1.0 + raw * raw) if distance is Distance.EUCLID else (1.0 + raw) / 2.0
+    return min(1.0, max(0.0, float(np.float32(value))))
+
+
+def check_dimension(collection: Collection, vector: Sequence[float]) -> None:
+    """Upstash's own 422 wording, before the shared (Qdrant-worded) vector checks run."""
+    size = collection.config.vectors[DEFAULT_VECTOR].size
+    if len(vector) != size:
+        raise ValidationFailed(f"Invalid vector dimension: {len(vector)}, expected: {size}")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge recursively, `null` removes a key, anything
+    else replaces the target."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def parse_cursor(cursor: str | int) -> int:
+    """A range cursor is the write seq to continue from (inclusive); "" and "0" start."""
+    text = str(cursor).strip()
+    if text == "":
+        return 0
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_SEQ):
+        raise BadRequest(f'Invalid cursor {cursor!r}: use "0" or a nextCursor from range')
+    return int(text)
+
+
+# ------------------------------------------------------------- write operations
+
+Selection = Callable[[AsyncConnection, WriteContext], Awaitable[Sequence[str]]]
+
+
+@dataclass(slots=True)
+class DeleteSelected:
+    """Delete the points `select` finds inside the write transaction, and count them.
+
+    The collection row lock is held, so the points found are exactly the points removed.
+    """
+
+    select: Selection
+    deleted: int = 0
+
+    async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
+        targets = list(await self.select(conn, ctx))
+        self.deleted = len(targets)
+        return await Delete(PointSelector(ids=tuple(targets))).execute(conn, ctx)
+
+
+@dataclass(slots=True)
+class SetData:
+    """Replace the `data` of existing points (Upstash's raw text; no embedding model).
+
+    Upstash ids are strings, so the wire id is the id text and the segments' versions can
+    be set without reading the ids back.
+    """
+
+    datas: dict[str, str | None]
+
+    async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
+        seqs = await sql.update_data(conn, ctx.namespace_id, self.datas)
+
+        def apply() -> None:
+            for vector_name in ctx.collection.config.vectors:
+                ctx.segment(vector_name).set_versions(list(seqs), list(seqs.values()))
+
+        return Effect(max(seqs.values(), default=0), apply)
+
+
+@dataclass(slots=True)
+class IfExists:
+    """Run `operations` only if the point exists, in the same transaction (`found` says).
+
+    Upstash answers an update of an unknown id with `{"updated": 0}`, not an error, and the
+    check must not race with a concurrent delete: both run under the collection lock.
+    """
+
+    id_text: str
+    operations: list[Operation]
+    found: bool = False
+
+    async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
+        existing = await repository.select_payloads(conn, ctx.namespace_id, [self.id_text])
+        self.found = bool(existing)
+        if not self.found:
+            return Effect()
+        effects = [await operation.execute(conn, ctx) for operation in self.operations]
+
+        def apply() -> None:
+            for effect in effects:
+                effect.apply()
+
+        return Effect(max(effect.seq for effect in effects), apply)
+
+
+def _existing(texts: Sequence[str]) -> Selection:
+    async def select(conn: AsyncConnection, ctx: WriteContext) -> list[str]:
+        return list(await repository.select_payloads(conn, ctx.namespace_id, list(texts)))
+
+    return select
+
+
+def _with_prefix(prefix: str) -> Selection:
+    async def select(conn: AsyncConnection, ctx: WriteContext) -> list[str]:
+        rows = await sql.ids_in_order(conn, ctx.namespace_id, prefix=prefix)
+        return [row.id_text for row in rows]
+
+    return select
+
+
+def _matching(node: Any) -> Selection:
+    async def select(conn: AsyncConnection, ctx: WriteContext) -> Sequence[str]:
+        selector = PointSelector(filter=node)
+        return await ctx.select_ids(conn, ctx.collection, ctx.namespace_id, selector)
+
+    return select
+
+
+# ---------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    vector: Sequence[float]
+    top_k: int = 10
+    filter: str = ""
+    include_vectors: bool = False
+    include_metadata: bool = False
+    include_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSpec:
+    id: Any
+    mode: str = "OVERWRITE"
+    vector: Sequence[float] | None = None
+    metadata: dict[str, Any] | None = None
+    data: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    points: list[PointRecord] = field(default_factory=list)
+    next_cursor: str = ""
+
+
+# ----------------------------------------------------------------------- service
+
+
+class UpstashService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        registry: IndexRegistry,
+        points: PointService,
+        search: SearchService,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.registry = registry
+        self.points = points
+        self.search = search
+        self.on_commit = on_commit
+
+    @classmethod
+    def of(cls, services: Services) -> UpstashService:
+        """A view over one worker's services (stateless, so one per request costs nothing)."""
+        return cls(
+            services.db,
+            services.catalog,
+            services.registry,
+            services.points,
+            services.search,
+            services.feed.committed,
+        )
+
+    def index(self, name: str) -> Collection:
+        collection = self.catalog.find(name)
+        if collection is None:
+            raise NotFound(f"Index {name} does not exist")
+        if collection.dialect != "upstash":
+            raise NotFound(f"Index {name} does not exist: {name} is a Qdrant collection")
+        return collection
+
+    # ------------------------------------------------------------- namespaces
+
+    def list_namespaces(self, name: str) -> list[str]:
+        return sorted(self.index(name).namespaces)
+
+    async def delete_namespace(self, name: str, namespace: str) -> None:
+        collection = self.index(name)
+        if namespace == "":
+            raise BadRequest("Cannot delete the default namespace")
+        async with self.db.begin() as conn:
+            await self._lock(conn, collection)
+            namespace_id = await sql.namespace_id(conn, collection.id, namespace)
+            if namespace_id is None:
+                raise NotFound(f"Namespace {namespace} for the index {name} does not exist")
+            await sql.delete_namespace(conn, namespace_id)
+        self._forget(collection, namespace_id)
+        self.on_commit()
+
+    async def rename_namespace(
+        self, name: str, old: str, new: str, delete_existing: bool = False
+    ) -> bool:
+        """Rename `old` to `new` (the id, hence segments and sessions, stay); False when the
+        names are equal. An existing `new` is replaced only with `delete_existing`."""
+        collection = self.index(name)
+        if "" in (old, new):
+            raise BadRequest("The default namespace cannot be renamed or replaced")
+        if "/" in new:
+            raise BadRequest("A namespace name cannot contain '/'")
+        async with self.db.begin() as conn:
+            await self._lock(conn, collection)
+            source = await sql.namespace_id(conn, collection.id, old)
+            if source is None:
+                raise NotFound(f"Namespace {old} for the index {name} does not exist")
+            if old == new:
+                return False
+            target = await sql.namespace_id(conn, collection.id, new)
+            if target is not None and not delete_existing:
+                raise BadRequest(
+                    f"Namespace {new} already exists: set deleteExisting to replace it"
+                )
+            if target is not None:
+                await sql.delete_namespace(conn, target)
+            await sql.rename_namespace(conn, source, new)
+        if target is not None:
+            self._forget(collection, target)
+        self._forget(collection, source)
+        collection.namespaces[new] = source
+        self.on_commit()
+        return True
+
+    async def reset(self, name: str, namespace: str) -> None:
+        """Empty a namespace but keep it; a missing namespace stays missing."""
+        if namespace in self.index(name).namespaces:
+            await self.points.write(name, [DeleteSelected(_with_prefix(""))], namespace)
+
+    async def reset_all(self, name: str) -> None:
+        """Empty every namespace (one transaction per namespace)."""
+        for namespace in sorted(self.index(name).namespaces):
+            await self.reset(name, namespace)
+
+    async def _lock(self, conn: AsyncConnection, collection: Collection) -> None:
+        if not await repository.lock_collection(conn, collection.id):
+            raise CollectionNotFound(collection.name)
+
+    def _forget(self, collection: Collection, namespace_id: int) -> None:
+        for namespace, known in list(collection.namespaces.items()):
+            if known == namespace_id:
+                del collection.namespaces[namespace]
+        self.registry.drop_namespaces({namespace_id})
+
+    # ------------------------------------------------------------------ reads
+
+    async def query(self, name: str, namespace: str, spec: QuerySpec) -> list[Record]:
+        """The topK nearest, ranked by Upstash score then insertion order, with the fields
+        the query asked for. A missing namespace answers [] (and is not created)."""
+        collection = self.index(name)
+        check_dimension(collection, spec.vector)
+        if not 1 <= spec.top_k <= MAX_TOP_K:
+            raise BadRequest(f"topK must be between 1 and {MAX_TOP_K}")
+        node = parse_filter(spec.filter, "upstash")
+        namespace_id = collection.namespaces.get(namespace)
+        if namespace_id is None:
+            return []
+        request = SearchRequest(vector=spec.vector, limit=spec.top_k + TIE_MARGIN, filter=node)
+        found = await self.search.search(name, request, namespace)
+        ranked = self._ranked(collection, namespace_id, found.points)[: spec.top_k]
+        return await self._with_fields(namespace_id, ranked, spec)
+
+    def _ranked(
+        self, collection: Collection, namespace_id: int, records: list[Record]
+    ) -> list[Record]:
+        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        segment = self.registry.get(namespace_id, DEFAULT_VECTOR)
+
+        def key(record: Record) -> tuple[float, int]:
+            inserted = segment.seq_of(record.id) if segment is not None else None
+            return (-score(record.score or 0.0, distance), inserted or 0)
+
+        return sorted(records, key=key)
+
+    async def _with_fields(
+        self, namespace_id: int, records: list[Record], spec: QuerySpec
+    ) -> list[Record]:
+        """Metadata, data and the vectors as sent, read from PostgreSQL in one round trip;
+        a point deleted since the search is left out."""
+        if not (spec.include_vectors or spec.include_metadata or spec.include_data):
+            return records
+        ids = [str(record.id) for record in records]
+        async with self.db.connect() as conn:
+            stored = await repository.select_points(
+                conn, namespace_id, ids, with_vectors=spec.include_vectors
+            )
+        out = []
+        for record in records:
+            point = stored.get(str(record.id))
+            if point is None:
+                continue
+            if spec.include_metadata:
+                record.payload = point.payload
+            if spec.include_vectors:
+                record.extra["raw_vector"] = point.vectors.get(DEFAULT_VECTOR)
+            if spec.include_data:
+                record.extra["data"] = point.data
+            out.append(record)
+        return out
+
+    async def fetch(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        ids: Sequence[Any] | None = None,
+        prefix: str | None = None,
+        with_vectors: bool = False,
+    ) -> list[PointRecord | None]:
+        """By ids: one entry per id, in order, None where missing. By prefix: the matches
+        in insertion order, at most 1000."""
+        collection = self.index(name)
+        if (ids is None) == (prefix is None):
+            raise BadRequest("Fetch needs either ids or prefix (not both)")
+        texts = None if ids is None else [parse_point_id(i, collection)[0] for i in ids]
+        namespace_id = collection.namespaces.get(namespace)
+        if namespace_id is None:
+            return [None] * len(texts) if texts is not None else []
+        async with self.db.snapshot() as conn:
+            if texts is None:
+                ordered = await sql.ids_in_order(
+                    conn, namespace_id, prefix=prefix or "", limit=FETCH_PREFIX_LIMIT
+                )
+                texts = [row.id_text for row in ordered]
+            found = await repository.select_points(
+                conn, namespace_id, texts, with_vectors=with_vectors
+            )
+        return [found.get(text) for text in texts]
+
+    async def range(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        cursor: str | int,
+        limit: int,
+        prefix: str | None = None,
+        with_vectors: bool = False,
+    ) -> Page:
+        """A page in insertion (last write) order; `next_cursor` is the seq of the first
+        vector not returned, "" exactly when nothing is left."""
+        collection = self.index(name)
+        start = parse_cursor(cursor)
+        if limit < 1:
+            raise BadRequest("limit must be greater than 0")
+        limit = min(limit, MAX_RANGE_PAGE)
+        namespace_id = collection.namespaces.get(namespace)
+        if namespace_id is None:
+            return Page()
+        async with self.db.snapshot() as conn:
+            ordered = await sql.ids_in_order(
+                conn, namespace_id, prefix=prefix or "", from_seq=start, limit=limit + 1
+            )
+            texts = [row.id_text for row in ordered[:limit]]
+            found = await repository.select_points(
+                conn, namespace_id, texts, with_vectors=with_vectors
+            )
+        next_cursor = str(ordered[limit].seq) if len(ordered) > limit else ""
+        return Page([found[text] for text in texts], next_cursor)
+
+    async def random(self, name: str, namespace: str) -> PointRecord | None:
+        """One uniformly chosen vector; None for an empty or missing namespace."""
+        namespace_id = self.index(name).namespaces.get(namespace)
+        if namespace_id is None:
+            return None
+        async with self.db.snapshot() as conn:
+            count = await repository.count_points(conn, namespace_id)
+            if count == 0:
+                return None
+            text = await sql.id_at(conn, namespace_id, random.randrange(count))
+            found = await repository.select_points(
+                conn, namespace_id, [text] if text else [], with_vectors=True
+            )
+        return found.get(text) if text else None
+
+    # ----------------------------------------------------------------- writes
+
+    async def delete(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        ids: Sequence[Any] | None = None,
+        prefix: str | None = None,
+        filter: str | None = None,
+    ) -> int:
+        """Delete by exactly one of ids, prefix or filter; returns how many were removed."""
+        collection = self.index(name)
+        if sum((ids is not None, prefix is not None, bool(filter))) != 1:
+            raise BadRequest("Delete needs exactly one of ids, prefix or filter")
+        if prefix == "":
+            raise BadRequest("An empty prefix would delete every vector: use reset instead")
+        if ids is not None:
+            select = _existing([parse_point_id(i, collection)[0] for i in ids])
+        elif prefix is not None:
+            select = _with_prefix(prefix)
+        else:
+            select = _matching(parse_filter(filter, "upstash"))
+        if namespace not in collection.namespaces:
+            return 0
+        operation = DeleteSelected(select)
+        await self.points.write(name, [operation], namespace)
+        return operation.deleted
+
+    async def update(self, name: str, namespace: str, spec: UpdateSpec) -> bool:
+        """Change the vector, metadata and/or data of one point in one transaction; False
+        (Upstash's `{"updated": 0}`) when the id or the namespace does not exist."""
+        collection = self.index(name)
+        text = parse_point_id(spec.id, collection)[0]
+        guard = IfExists(text, self._update_operations(collection, text, spec))
+        if namespace not in collection.namespaces:
+            return False
+        await self.points.write(name, [guard], namespace)
+        return guard.found
+
+    def _update_operations(
+        self, collection: Collection, text: str, spec: UpdateSpec
+    ) -> list[Operation]:
+        mode = spec.mode.upper()
+        if mode not in ("OVERWRITE", "PATCH"):
+            raise BadRequest("metadataUpdateMode must be OVERWRITE or PATCH")
+        operations: list[Operation] = []
+        if spec.vector is not None:
+            check_dimension(collection, spec.vector)
+            pairs = [(text, {DEFAULT_VECTOR: spec.vector})]
+            operations.append(self.points.vectors_operation(collection, pairs))
+        if spec.metadata is not None:
+            selector = PointSelector(ids=(text,))
+            patch = spec.metadata
+            operations.append(
+                ChangePayload(selector, lambda old: merge_patch(old, patch))
+                if mode == "PATCH"
+                else overwrite_payload(selector, patch)
+            )
+        if spec.data is not None:
+            operations.append(SetData({text: spec.data}))
+        if not operations:
+            raise BadRequest("Nothing to update: give a vector, metadata or data")
+        return operations
