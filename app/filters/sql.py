@@ -233,8 +233,10 @@ class _Values:
                 case Key(name):
                     value = _member(value, sa.literal(name, sa.Text))
                 case Index(position):
+                    # `'"x"'::jsonb -> 0` is "x": PostgreSQL indexes a scalar like a 1-array
                     clamped = max(-_MAX_INDEX, min(position, _MAX_INDEX))
-                    value = _member(value, sa.literal(clamped, sa.Integer))
+                    element = _member(value, sa.literal(clamped, sa.Integer))
+                    value = sa.case((_is(value, "array"), element), else_=sa.null())
         return value
 
 
@@ -494,7 +496,7 @@ def _strict_in(value: Json, literals: Sequence[Scalar]) -> Bool:
         options.append(_string(value).in_(strings))
     if integers:
         number = _number(value)
-        options.append(number.in_(integers))
+        options.append(sa.and_(number.in_(integers), sa.func.scale(number) == 0))
     options.extend(value == _jsonb(b) for b in booleans)
     return sa.or_(*options) if options else sa.false()
 

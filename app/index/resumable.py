@@ -37,11 +37,11 @@ import numpy as np
 from app.index import scoring
 from app.index.resumable_exact import ExactScan
 from app.index.resumable_graph import GraphWalk, emitted_rows
-from app.index.resumable_scoring import Entry, Scorer
+from app.index.resumable_scoring import Hit, Scorer, id_order
 from app.index.resumable_segment import LevelZero, SegmentInfo, segment_info
 from app.index.resumable_state import Mode, QueryState, StateError, dumps, loads
 from app.index.segment import Segment
-from app.models import Distance, PointId
+from app.models import PointId
 
 __all__ = ["ResumableQuery", "StateError", "StateMismatch"]
 
@@ -52,7 +52,6 @@ SELECTIVE = 0.08  # below this share of matching points, EXACT (knowhere ~7 %)
 EXPANSIONS_PER_RESULT = 50  # a GRAPH page costing more than this per result turns EXACT
 MAX_WALK_NODES = 100_000  # expanded + frontier nodes before a walk turns EXACT
 MAX_GRAPH_STATE = 64 * 1024  # bytes of GRAPH state before the query turns EXACT
-_DISTANCES = list(Distance)
 
 
 class StateMismatch(ValueError):
@@ -149,7 +148,7 @@ class ResumableQuery:
         """
         saved = loads(state)
         info = segment_info(segment)
-        if saved.epoch != info.epoch or _DISTANCES[saved.distance] is not segment.distance:
+        if saved.epoch != info.epoch or saved.distance is not segment.distance:
             raise StateMismatch("the query state belongs to another segment instance")
         scorer = Scorer(segment.distance, saved.query)
         with segment._lock.reading():
@@ -176,11 +175,11 @@ class ResumableQuery:
         if k <= 0:
             return []
         with self._segment._lock.reading():
-            page = sorted(self._take_matching(k))
-            self.emitted += len(page)
             ids = self._segment._ids
-            scores = self._scorer.scores([entry[0] for entry in page])
-            return [(ids[entry[2]], score) for entry, score in zip(page, scores, strict=True)]
+            page = sorted(self._take_matching(k), key=lambda hit: (hit[0], id_order(ids[hit[1]])))
+            self.emitted += len(page)
+            scores = self._scorer.scores([key for key, _ in page])
+            return [(ids[row], score) for (_, row), score in zip(page, scores, strict=True)]
 
     def state(self) -> bytes:
         """The compact serialised state (see resumable_state), to store between pages."""
@@ -197,32 +196,31 @@ class ResumableQuery:
             with self._segment._lock.reading():
                 self._become_exact()
 
-    def _take_matching(self, k: int) -> list[Entry]:
-        """k entries that still match at emit time (deleted or filtered-out rows are skipped)."""
-        out: list[Entry] = []
+    def _take_matching(self, k: int) -> list[Hit]:
+        """k hits that still match at emit time (deleted or filtered-out rows are skipped)."""
+        out: list[Hit] = []
         while len(out) < k:
-            entries = self._take(k - len(out))
-            if not entries:
+            hits = self._take(k - len(out))
+            if not hits:
                 break
-            rows = np.array([entry[2] for entry in entries], dtype=np.int64)
+            rows = np.array([row for _, row in hits], dtype=np.int64)
             keep = _matching_rows(self._segment, self._allow, rows)
-            out.extend(entry for entry, ok in zip(entries, keep.tolist(), strict=True) if ok)
+            out.extend(hit for hit, ok in zip(hits, keep.tolist(), strict=True) if ok)
         return out
 
-    def _take(self, n: int) -> list[Entry]:
-        """Up to n entries from the engine; empty only when the query is exhausted."""
+    def _take(self, n: int) -> list[Hit]:
+        """Up to n hits from the engine; empty only when the query is exhausted."""
         while isinstance(walk := self._engine, GraphWalk):
-            entries, over_budget = walk.take(n, self._budget(walk, n))
+            hits, over_budget = walk.take(n, self._budget(walk, n))
             if over_budget or walk.expansions + len(walk.frontier) > MAX_WALK_NODES:
                 self._become_exact()
-            if entries or not over_budget:
-                return entries
+            if hits or not over_budget:
+                return hits
         return self._engine.take(n)
 
     def _budget(self, walk: GraphWalk, n: int) -> int:
         """Expansions allowed for n results: 50 each, plus a window fill of ef / selectivity."""
-        share = max(float(walk.match.mean()), 1e-6)
-        return int(EXPANSIONS_PER_RESULT * n + min(walk.ef / share, MAX_WALK_NODES))
+        return int(EXPANSIONS_PER_RESULT * n + min(walk.ef / walk.share, MAX_WALK_NODES))
 
     def _become_exact(self) -> None:
         """GRAPH -> EXACT: scan the matches not yet emitted; what was emitted is excluded."""
@@ -236,11 +234,9 @@ class ResumableQuery:
 
     def _snapshot(self) -> QueryState:
         engine = self._engine
-        exact = isinstance(engine, ExactScan)
-        cursor = engine.cursor if exact and engine.cursor is not None else None
         state = QueryState(
             mode=Mode.EXACT,
-            distance=_DISTANCES.index(self._segment.distance),
+            distance=self._segment.distance,
             epoch=self._info.epoch,
             graph=self._generation,
             row_limit=self._row_limit,
@@ -248,10 +244,10 @@ class ResumableQuery:
             batch=0,
             emitted=self.emitted,
             query=self._scorer.query,
-            cursor=None if cursor is None else (cursor[0], cursor[2]),
+            cursor=engine.position if isinstance(engine, ExactScan) else None,
             excluded=self._excluded,
         )
-        return state if isinstance(engine, ExactScan) else engine.export(state)
+        return engine.export(state) if isinstance(engine, GraphWalk) else state
 
 
 # ---------------------------------------------------------------------- helpers
@@ -305,7 +301,10 @@ def _start_walk(
         return None
     share = max(float(match.sum()) / max(live, 1), 1e-6)
     batch = int(np.clip(round(0.25 / share), 1, 32))  # expand more per step when matches are rare
-    return GraphWalk.start(segment, scorer, level0, match, ef=ef, batch=batch, seeds=seeds)
+    sq_norms = segment_info(segment).sq_norms(segment, segment._count)
+    return GraphWalk.start(
+        segment, scorer, level0, match, sq_norms, ef=ef, batch=batch, seeds=seeds
+    )
 
 
 def _seed_rows(
@@ -315,21 +314,23 @@ def _seed_rows(
 
     With a filter, hnswlib calls back into Python per candidate; `match` as bytes keeps
     that callback to one index. Deleted rows need no filter: hnswlib skips them itself.
+    If fewer than k rows match (hnswlib then raises), the unfiltered result seeds the walk,
+    which goes through non-matching nodes anyway.
     """
     graph = segment._graph
     assert graph is not None
     k = min(ef, segment._graph_live)
-    if k <= 0:
-        return None
-    allowed = None
+    filters = [None]
     if match is not None:
         flags = match.astype(np.uint8).tobytes()
-        allowed = lambda label: label < len(flags) and flags[label] == 1  # noqa: E731
-    try:
-        labels, _ = graph.knn_query(query, k=k, num_threads=1, filter=allowed)
-    except RuntimeError:  # fewer than k matches reachable
-        return None
-    return labels[0].astype(np.int64)
+        filters.insert(0, lambda label: label < len(flags) and flags[label] == 1)
+    for allowed in filters if k > 0 else []:
+        try:
+            labels, _ = graph.knn_query(query, k=k, num_threads=1, filter=allowed)
+        except RuntimeError:  # fewer than k results
+            continue
+        return labels[0].astype(np.int64)
+    return None
 
 
 def _resume_engine(
@@ -341,10 +342,10 @@ def _resume_engine(
     generation: int,
 ) -> tuple[ExactScan | GraphWalk, np.ndarray]:
     """The engine a state continues with, and the EXACT exclusion set."""
-    sq_norms = info.sq_norms(segment, saved.row_limit)
     if saved.mode is Mode.GRAPH and saved.graph == generation:
-        level0 = info.level_zero(segment)
-        return GraphWalk.restore(segment, scorer, level0, match, saved), saved.excluded
+        level0, sq_norms = info.level_zero(segment), info.sq_norms(segment, segment._count)
+        return GraphWalk.restore(segment, scorer, level0, match, sq_norms, saved), saved.excluded
+    sq_norms = info.sq_norms(segment, saved.row_limit)
     if saved.mode is Mode.GRAPH:  # the graph it walked is gone: scan what it did not emit
         excluded, cursor = emitted_rows(saved, match), None
     else:

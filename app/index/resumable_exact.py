@@ -5,7 +5,7 @@ everything at or before the cursor was. Keys come from `Scorer.keys`, which is r
 per row, so the comparison with the cursor gives the same answer on every call.
 
 Keying every candidate that way costs about 5x a float32 pass, so a scan keys all
-candidates with `Scorer.approx_keys` (a float32 dot plus a proven error bound `tol`) and
+candidates with `Scorer.fast_keys` (a float32 dot with a proven error bound `tol`) and
 pulls them in growing chunks: a chunk takes every row whose approximate key is at most `t`;
 any row not pulled yet then has an exact key above `t - tol`, so pulled rows with a key up
 to `t - tol` can be emitted in exact order. Only pulled rows get exact keys.
@@ -18,12 +18,11 @@ import math
 
 import numpy as np
 
-from app.index.resumable_scoring import Entry, Scorer, id_order
+from app.index.resumable_scoring import Entry, Hit, Scorer, id_order
 from app.index.segment import Segment
 
 FIRST_CHUNK = 64
 MAX_CHUNK = 8192
-GATHER_SHARE = 0.25  # below this share of the rows, gather candidates instead of scanning all
 
 
 class ExactScan:
@@ -40,6 +39,7 @@ class ExactScan:
         """Scan `rows` (matching, not excluded), skipping everything up to `cursor`."""
         self._segment = segment
         self._scorer = scorer
+        self._sq_norms = sq_norms
         self._ready: list[Entry] = []  # pulled rows, a heap
         self._safe = -math.inf  # ready entries with a key <= this can be emitted
         self._chunk = FIRST_CHUNK
@@ -50,8 +50,8 @@ class ExactScan:
             self.cursor = (key, id_order(segment._ids[row]), row)
             self._skip_to_cursor(self.cursor)
 
-    def take(self, n: int) -> list[Entry]:
-        """The next `n` entries (fewer only at the end). Caller holds the read lock."""
+    def take(self, n: int) -> list[Hit]:
+        """The next `n` hits (fewer only at the end). Caller holds the read lock."""
         out: list[Entry] = []
         while len(out) < n:
             if self._ready and self._ready[0][0] <= self._safe:
@@ -62,21 +62,18 @@ class ExactScan:
                 break
         if out:
             self.cursor = out[-1]
-        return out
+        return [(key, row) for key, _, row in out]
 
-    def __len__(self) -> int:
-        """Candidates not emitted yet."""
-        return len(self._ready) + len(self._rows)
+    @property
+    def position(self) -> tuple[float, int] | None:
+        """The cursor as (key, row) for the state; None before the first result."""
+        return None if self.cursor is None else (self.cursor[0], self.cursor[2])
 
     def _approximate(
         self, rows: np.ndarray, sq_norms: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        vectors = self._segment._vectors
-        if len(rows) > GATHER_SHARE * len(sq_norms):  # scan contiguously, then pick
-            keys, tol = self._scorer.approx_keys(vectors[: len(sq_norms)], sq_norms)
-            return rows, keys[rows], tol
-        keys, tol = self._scorer.approx_keys(vectors[rows], sq_norms[rows])
-        return rows, keys, tol
+        keys = self._scorer.fast_keys_of(self._segment._vectors, sq_norms, rows)
+        return rows, keys, self._scorer.fast_key_error(sq_norms[rows])
 
     def _skip_to_cursor(self, cursor: Entry) -> None:
         """Drop rows at or before the cursor; only rows within `tol` of it need exact keys."""
@@ -103,7 +100,7 @@ class ExactScan:
         self._chunk = min(2 * self._chunk, MAX_CHUNK)
 
     def _exact_entries(self, rows: np.ndarray) -> list[Entry]:
-        keys = self._scorer.keys(self._segment._vectors[rows]).tolist()
+        keys = self._scorer.keys(self._segment._vectors[rows], self._sq_norms[rows]).tolist()
         ids = self._segment._ids
         return [
             (key, id_order(ids[row]), row) for key, row in zip(keys, rows.tolist(), strict=True)

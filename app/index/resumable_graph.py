@@ -4,9 +4,10 @@ The walk is the ef-window search every production iterator uses (pgvector, knowh
 VecSim), written so that its state is small and re-derivable (resumable-search.md §4):
 
 * the **frontier** C holds discovered, unexpanded nodes, matching or not (the walk goes
-  through non-matching and deleted nodes, it only never emits them);
-* the **window** W holds the `ef` best pending matches; **overflow** holds expanded matches
-  pushed out of W;
+  through non-matching and deleted nodes, it only never emits them), ordered by cheap
+  float32 keys that only steer the walk;
+* the **window** W holds the best pending matches by exact key (`ef` of them at first, then
+  twice the depth: `_grow_window`); **overflow** holds expanded matches pushed out of W;
 * a node is emitted only when the nearest unexpanded node is farther than W's worst, the
   stop rule of an HNSW search, so results come out in nearly increasing distance;
 * when everything reachable is used up, the walk **teleports**: every matching row never
@@ -24,10 +25,11 @@ import heapq
 import math
 from bisect import insort
 from dataclasses import replace
+from itertools import takewhile
 
 import numpy as np
 
-from app.index.resumable_scoring import Entry, Scorer, id_order
+from app.index.resumable_scoring import Hit, Scorer, id_order
 from app.index.resumable_segment import LevelZero
 from app.index.resumable_state import Mode, QueryState
 from app.index.segment import Segment
@@ -101,7 +103,11 @@ class Frontier:
 
 
 class GraphWalk:
-    """The §4 best-first walk; `take()` yields entries, `export()` its compact state."""
+    """The §4 best-first walk; `take()` yields hits, `export()` its compact state.
+
+    Window and overflow entries are (key, row): ties by point id are settled when a row is
+    emitted (`_emit_best`), which keeps per-entry work to one small tuple.
+    """
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class GraphWalk:
         scorer: Scorer,
         level0: LevelZero,
         match: np.ndarray,
+        sq_norms: np.ndarray,
         *,
         ef: int,
         batch: int,
@@ -118,21 +125,24 @@ class GraphWalk:
         self._segment = segment
         self._scorer = scorer
         self._level0 = level0
+        self._sq_norms = sq_norms
+        self._slack = scorer.fast_key_error(sq_norms)  # frontier keys vs exact keys
         self.match = match
+        self.share = max(float(match.mean()), 1e-6) if len(match) else 1.0  # matching rows
         self.ef = ef
         self.batch = batch
         self.seeds = seeds
         self.status = np.zeros(len(match), dtype=np.uint8)
         self.frontier = Frontier()
-        self.window: list[Entry] = []  # sorted, at most ef
-        self.overflow: list[Entry] = []  # heap of expanded pending entries
+        self.window: list[Hit] = []  # sorted, at most `capacity`
+        self.overflow: list[Hit] = []  # heap of expanded pending rows
         self.fresh = True
         self.teleported = False
         self.expansions = 0
         self.emissions = 0
+        self.capacity = ef
 
-    @property
-    def capacity(self) -> int:
+    def _grow_window(self) -> None:
         """The window's size: ef at first, then twice the depth (capped).
 
         At depth n the walk has explored about as far as an HNSW search with ef = n +
@@ -141,7 +151,7 @@ class GraphWalk:
         A fixed window gave cumulative recall 0.961 at 1,000 results there, 0.995 with
         this; the extra exploration is work later pages would have done anyway.
         """
-        return min(max(self.ef, WINDOW_GROWTH * self.emissions), WINDOW_CAP)
+        self.capacity = min(max(self.ef, WINDOW_GROWTH * self.emissions), WINDOW_CAP)
 
     @classmethod
     def start(
@@ -150,6 +160,7 @@ class GraphWalk:
         scorer: Scorer,
         level0: LevelZero,
         match: np.ndarray,
+        sq_norms: np.ndarray,
         *,
         ef: int,
         batch: int,
@@ -157,7 +168,7 @@ class GraphWalk:
     ) -> GraphWalk:
         """Seed the walk with the C++ search's result and every row the graph lacks."""
         match = _cover(match, level0.rows)
-        walk = cls(segment, scorer, level0, match, ef=ef, batch=batch, seeds=seeds)
+        walk = cls(segment, scorer, level0, match, sq_norms, ef=ef, batch=batch, seeds=seeds)
         walk._discover(np.union1d(seeds, walk._tail()))
         return walk
 
@@ -168,43 +179,54 @@ class GraphWalk:
         scorer: Scorer,
         level0: LevelZero,
         match: np.ndarray,
+        sq_norms: np.ndarray,
         state: QueryState,
     ) -> GraphWalk:
         """Rebuild a walk from its compact state (see resumable_state)."""
         match = _cover(match, max(level0.rows, _end(state)))
         walk = cls(
-            segment, scorer, level0, match, ef=state.ef, batch=state.batch, seeds=state.seeds
+            segment,
+            scorer,
+            level0,
+            match,
+            sq_norms,
+            ef=state.ef,
+            batch=state.batch,
+            seeds=state.seeds,
         )
         walk.fresh, walk.teleported = state.fresh, state.teleported
-        walk.emissions = state.walked
+        walk.emissions, walk.expansions = state.walked, len(state.expanded)
+        walk._grow_window()
         walk._rediscover(state)
         walk.status[emitted_rows(state, match)] |= EMITTED
         unexpanded = np.flatnonzero(walk.status & (DISCOVERED | EXPANDED) == DISCOVERED)
-        walk.frontier.push(walk._keys(unexpanded), unexpanded)
+        walk.frontier.push(walk._fast_keys(unexpanded), unexpanded)
         walk._restore_pending(state.pending)
-        walk.expansions = len(state.expanded)
         return walk
 
     # ------------------------------------------------------------------ walking
 
-    def take(self, n: int, budget: int) -> tuple[list[Entry], bool]:
-        """Up to `n` entries; (entries, True) if `budget` expansions ran out first.
+    def take(self, n: int, budget: int) -> tuple[list[Hit], bool]:
+        """Up to `n` hits; (hits, True) if `budget` expansions ran out first.
 
-        Fewer than `n` entries without running out means the walk is exhausted.
+        Fewer than `n` hits without running out means the walk is exhausted.
         """
-        out: list[Entry] = []
+        out: list[Hit] = []
         if self.fresh:  # the seeds are an HNSW search's converged result: serve them as is
             while self.window and len(out) < n:
                 out.append(self._emit_best())
             self.fresh = False
         stop = self.expansions + budget
+        frontier, window = self.frontier, self.window
         while len(out) < n:
             if self.expansions > stop:
                 return out, True
             self._refill_window()
-            if self._should_expand():
+            if len(frontier) and (
+                len(window) < self.capacity or frontier.min_key() <= window[-1][0]
+            ):
                 self._expand()
-            elif self.window:
+            elif window:
                 out.append(self._emit_best())
             elif not self._teleport():
                 break
@@ -217,7 +239,7 @@ class GraphWalk:
     def export(self, common: QueryState) -> QueryState:
         """`common` (the query's header fields) completed with this walk's compact state."""
         status = self.status
-        pending = [entry[2] for entry in self.window] + [entry[2] for entry in self.overflow]
+        pending = [row for _, row in self.window] + [row for _, row in self.overflow]
         return replace(
             common,
             mode=Mode.GRAPH,
@@ -231,12 +253,8 @@ class GraphWalk:
             emitted_unexpanded=np.flatnonzero(status & (EMITTED | EXPANDED) == EMITTED),
         )
 
-    def _should_expand(self) -> bool:
-        if not len(self.frontier):
-            return False
-        return len(self.window) < self.capacity or self.frontier.min_key() <= self.window[-1][0]
-
     def _expand(self) -> None:
+        """Expand the nearest frontier node, and up to `batch` - 1 more within the window."""
         limit = self.window[-1][0] if len(self.window) >= self.capacity else math.inf
         popped = self.frontier.pop_upto(self.batch, limit)
         rows = np.array([row for _, row in popped], dtype=np.int64)
@@ -248,22 +266,22 @@ class GraphWalk:
         found = found[self.status[found] == 0]
         if len(found):
             self._discover(found)
-        for key, row in popped:
-            if self.match[row] and not self.status[row] & (EMITTED | PENDING):
-                entry = (key, self._order(row), row)
-                if not self._offer(entry):
-                    self._overflow(entry)
+        waiting = self.match[rows] & (self.status[rows] & (EMITTED | PENDING) == 0)
+        if waiting.any():
+            self._admit_expanded(rows[waiting])
 
     def _discover(self, rows: np.ndarray) -> None:
         """Mark rows discovered, queue them, and offer the matching ones to the window."""
         self.status[rows] |= DISCOVERED
-        keys = self._keys(rows)
-        self.frontier.push(keys, rows)
+        priorities = self._fast_keys(rows)
+        self.frontier.push(priorities, rows)
         hits = self.match[rows]
         if len(self.window) >= self.capacity:
-            hits &= keys <= self.window[-1][0]
-        for key, row in zip(keys[hits].tolist(), rows[hits].tolist(), strict=True):
-            self._offer((key, self._order(row), row))
+            hits &= priorities <= self.window[-1][0] + self._slack
+        rows = rows[hits]
+        if len(rows):
+            for hit in zip(self._keys(rows).tolist(), rows.tolist(), strict=True):
+                self._offer(hit)
 
     def _teleport(self) -> bool:
         """Discover every matching row the graph never led to; False if there is none."""
@@ -275,44 +293,55 @@ class GraphWalk:
 
     # ------------------------------------------------------------------ window
 
-    def _offer(self, entry: Entry) -> bool:
-        """Put a match into the window if it is among the ef best; evict the worst if full."""
+    def _offer(self, hit: Hit) -> bool:
+        """Put a match into the window if it is among the best; evict the worst if full."""
         window = self.window
-        if len(window) >= self.capacity and entry >= window[-1]:
+        if len(window) >= self.capacity and hit >= window[-1]:
             return False
-        insort(window, entry)
-        self.status[entry[2]] |= PENDING
+        insort(window, hit)
+        self.status[hit[1]] |= PENDING
         if len(window) > self.capacity:
             evicted = window.pop()
-            if self.status[evicted[2]] & EXPANDED:
+            if self.status[evicted[1]] & EXPANDED:
                 heapq.heappush(self.overflow, evicted)
             else:  # still in the frontier: it is offered again when expanded
-                self.status[evicted[2]] &= ~np.uint8(PENDING)
+                self.status[evicted[1]] &= ~np.uint8(PENDING)
         return True
 
-    def _overflow(self, entry: Entry) -> None:
-        heapq.heappush(self.overflow, entry)
-        self.status[entry[2]] |= PENDING
+    def _admit_expanded(self, rows: np.ndarray) -> None:
+        """Expanded matches wait in the window or, if not among the best, in the overflow."""
+        for hit in zip(self._keys(rows).tolist(), rows.tolist(), strict=True):
+            if not self._offer(hit):
+                heapq.heappush(self.overflow, hit)
+                self.status[hit[1]] |= PENDING
 
     def _refill_window(self) -> None:
         overflow, window = self.overflow, self.window
         while overflow and (len(window) < self.capacity or overflow[0] < window[-1]):
             self._offer(heapq.heappop(overflow))
 
-    def _emit_best(self) -> Entry:
-        entry = self.window.pop(0)
+    def _emit_best(self) -> Hit:
+        """Pop the window's best; among equal keys, the smallest point id."""
+        window = self.window
+        first = 0
+        if len(window) > 1 and window[1][0] == window[0][0]:
+            ties = takewhile(lambda i: window[i][0] == window[0][0], range(len(window)))
+            first = min(ties, key=lambda i: id_order(self._segment._ids[window[i][1]]))
+        key, row = window.pop(first)
         self.emissions += 1
-        row = entry[2]
+        self._grow_window()
         self.status[row] = (self.status[row] | EMITTED) & ~np.uint8(PENDING)
-        return entry
+        return key, row
 
     # ------------------------------------------------------------------ helpers
 
     def _keys(self, rows: np.ndarray) -> np.ndarray:
-        return self._scorer.keys(self._segment._vectors[rows])
+        """Exact keys: the window's order, and the scores returned."""
+        return self._scorer.keys(self._segment._vectors[rows], self._sq_norms[rows])
 
-    def _order(self, row: int) -> tuple[int, int | str]:
-        return id_order(self._segment._ids[row])
+    def _fast_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Frontier priorities: they only steer the walk, so float32 is plenty."""
+        return self._scorer.fast_keys_of(self._segment._vectors, self._sq_norms, rows)
 
     def _tail(self) -> np.ndarray:
         """Matching rows the snapshot does not cover: not yet indexed, or indexed later."""
@@ -326,20 +355,22 @@ class GraphWalk:
         status[state.expanded] = DISCOVERED | EXPANDED
         status[self._level0.neighbours(state.expanded)] |= DISCOVERED
         status[state.seeds] |= DISCOVERED
+        status[state.pending] |= DISCOVERED  # already so, unless the snapshot changed
+        status[state.emitted_unexpanded] |= DISCOVERED
         status[self._tail()] |= DISCOVERED
         if state.teleported:
             status[(status == 0) & self.match] |= DISCOVERED
 
     def _restore_pending(self, rows: np.ndarray) -> None:
-        """The window is the ef best pending rows; the expanded rest is the overflow."""
-        keys = self._keys(rows).tolist()
-        entries = sorted(
-            (key, self._order(row), row) for key, row in zip(keys, rows.tolist(), strict=True)
-        )
-        self.window = entries[: self.capacity]
-        self.overflow = [e for e in entries[self.capacity :] if self.status[e[2]] & EXPANDED]
-        for entry in self.window + self.overflow:
-            self.status[entry[2]] |= PENDING
+        """The window is the best pending rows; the expanded rest is the overflow."""
+        keys = self._keys(rows)
+        order = np.lexsort((rows, keys))
+        window, rest = order[: self.capacity], order[self.capacity :]
+        rest = rest[self.status[rows[rest]] & EXPANDED > 0]  # the others wait in the frontier
+        self.window = list(zip(keys[window].tolist(), rows[window].tolist(), strict=True))
+        self.overflow = list(zip(keys[rest].tolist(), rows[rest].tolist(), strict=True))
+        self.status[rows[window]] |= PENDING
+        self.status[rows[rest]] |= PENDING
 
 
 def emitted_rows(state: QueryState, match: np.ndarray) -> np.ndarray:
@@ -350,10 +381,12 @@ def emitted_rows(state: QueryState, match: np.ndarray) -> np.ndarray:
     listing. (`match` is re-evaluated at resume: a row that stopped matching is not
     counted, and it cannot be emitted again anyway.)
     """
-    expanded = state.expanded[state.expanded < len(match)]
-    expanded = expanded[match[expanded]]
-    done = np.setdiff1d(expanded, state.pending, assume_unique=True)
-    return np.union1d(done, state.emitted_unexpanded)
+    done = np.zeros(len(match), dtype=bool)
+    done[state.expanded[state.expanded < len(match)]] = True
+    done &= match
+    done[state.pending[state.pending < len(match)]] = False
+    done[state.emitted_unexpanded[state.emitted_unexpanded < len(match)]] = True
+    return np.flatnonzero(done)
 
 
 def _cover(match: np.ndarray, rows: int) -> np.ndarray:

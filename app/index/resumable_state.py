@@ -1,18 +1,22 @@
 """The serialised state of a resumable query ("compact v2"), small enough for a bytea column.
 
-Layout: ``b"WPQ" + version byte + zlib(body)``; the body is a fixed header, the query as
-float32, the cursor, then five row sets. zlib's checksum rejects a damaged blob.
+Layout: ``b"WPQ" + version byte + zlib(body)``, zlib's checksum rejecting a damaged blob.
+The body is a fixed header (`_HEADER`, the EXACT cursor included), the query as float32,
+then the row sets: expanded, pending, seeds, emitted-but-unexpanded, excluded.
 
-Why these fields (the reasoning is in docs §4 of resumable-search.md): a GRAPH query stores
-only what cannot be re-derived. The frontier is *not* stored: every discovered node was
-found by expanding a stored node, by seeding or by the final teleport, so resume rebuilds it
-from the expanded set, the seeds and the teleport flag (about 8x smaller than storing it, for
-an O(|frontier|·d) load). Pending results are stored without their distances, which resume
+Why these fields (shared/reference/resumable-search.md §4): a GRAPH query stores only what
+cannot be re-derived. The frontier is *not* stored: every discovered node was found by
+expanding a stored node, by seeding or by the final teleport, so resume rebuilds it from the
+expanded set, the seeds and the teleport flag (about 8x smaller than storing it, for an
+O(|frontier|·d) load). Pending results are stored without their distances, which resume
 recomputes bit-identically. An EXACT query needs only its cursor (key, row) and, if it
 started as GRAPH, the rows GRAPH had already emitted.
 
 Row sets are sorted, delta-coded and split into four byte planes (the high planes of small
 gaps are runs of zeros that zlib all but deletes), or stored as a bitmap once they are dense.
+Pending rows are almost all expanded (a row is emitted only after everything nearer was
+expanded), so they are stored as one bit per expanded row plus a short list of the others:
+about half the bytes of a list once the window has grown to thousands.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from enum import IntEnum
 
 import numpy as np
 
+from app.models import Distance
+
 MAGIC = b"WPQ"
 VERSION = 2
 # mode, distance, flags, dim, epoch, graph, row limit, ef, batch, emitted, walked, cursor
 _HEADER = struct.Struct("<BBBHQQIHBIIdI")
 _SET = struct.Struct("<BII")  # encoding, count, universe
 _PLANES, _BITMAP = 0, 1
+_DISTANCES = list(Distance)
 _FRESH, _TELEPORTED, _HAS_CURSOR = 1, 2, 4
 
 
@@ -51,7 +58,7 @@ class QueryState:
     """Everything a worker needs to continue a query, decoded."""
 
     mode: Mode
-    distance: int  # index into list(Distance)
+    distance: Distance
     epoch: int  # the segment instance whose row numbers the sets refer to
     graph: int  # the graph generation (0 = none)
     row_limit: int  # rows that existed at start; later rows never take part
@@ -80,7 +87,7 @@ def dumps(state: QueryState) -> bytes:
     key, row = state.cursor or (0.0, 0)
     header = _HEADER.pack(
         state.mode,
-        state.distance,
+        _DISTANCES.index(state.distance),
         flags,
         len(state.query),
         state.epoch,
@@ -89,12 +96,21 @@ def dumps(state: QueryState) -> bytes:
         state.ef,
         state.batch,
         state.emitted,
+        state.walked,
         key,
         row,
     )
-    sets = (state.expanded, state.pending, state.seeds, state.emitted_unexpanded, state.excluded)
+    expanded = _sorted_rows(state.expanded)
+    pending = _sorted_rows(state.pending)
+    inside = np.isin(expanded, pending, assume_unique=True)
+    sets = [
+        _pack_rows(expanded),
+        np.packbits(inside).tobytes(),  # pending rows are nearly all expanded: a bit each
+        _pack_rows(np.setdiff1d(pending, expanded, assume_unique=True)),
+        *map(_pack_rows, (state.seeds, state.emitted_unexpanded, state.excluded)),
+    ]
     query = np.ascontiguousarray(state.query, dtype="<f4").tobytes()
-    body = b"".join([header, query, *map(_pack_rows, sets)])
+    body = b"".join([header, query, *sets])
     return MAGIC + bytes([VERSION]) + zlib.compress(body, 6)
 
 
@@ -107,17 +123,24 @@ def loads(blob: bytes) -> QueryState:
         mode, distance, flags, dim, epoch, graph, rows, ef, batch, emitted, walked, key, row = (
             _HEADER.unpack_from(body)
         )
+        mode, distance = Mode(mode), _DISTANCES[distance]
         offset = _HEADER.size
         query = np.frombuffer(body, dtype="<f4", count=dim, offset=offset).astype(np.float32)
         offset += 4 * dim
-        sets = []
-        for _ in range(5):
+        expanded, offset = _unpack_rows(body, offset)
+        inside = np.unpackbits(
+            np.frombuffer(body, np.uint8, (len(expanded) + 7) // 8, offset), count=len(expanded)
+        )
+        offset += (len(expanded) + 7) // 8
+        sets = [expanded]
+        for _ in range(4):
             rows_, offset = _unpack_rows(body, offset)
             sets.append(rows_)
-    except (zlib.error, struct.error, ValueError) as exc:
+        sets[1] = np.union1d(expanded[inside.astype(bool)], sets[1])
+    except (zlib.error, struct.error, ValueError, IndexError) as exc:
         raise StateError(f"damaged resumable query state: {exc}") from exc
     return QueryState(
-        Mode(mode),
+        mode,
         distance,
         epoch,
         graph,
@@ -138,8 +161,13 @@ def loads(blob: bytes) -> QueryState:
     )
 
 
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.int64)
+    return rows if np.all(rows[1:] > rows[:-1]) else np.unique(rows)
+
+
 def _pack_rows(rows: np.ndarray) -> bytes:
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    rows = _sorted_rows(rows)
     universe = int(rows[-1]) + 1 if len(rows) else 0
     if len(rows) * 16 >= universe:  # dense: a bit per row beats a byte per row
         mask = np.zeros(universe, dtype=bool)

@@ -55,6 +55,7 @@ class Segment:
         self._graph: hnswlib.Index | None = None
         self._graph_rows = 0  # rows [0, _graph_rows) have been offered to the graph
         self._graph_live = 0
+        self.generation = 0  # bumped by every write: cached filter results check it
 
     # ----------------------------------------------------------------- writes
 
@@ -77,6 +78,7 @@ class Segment:
                 self._ids.append(ids[i])
                 self._row_of[ids[i]] = start + offset
             self._count = stop
+            self.generation += 1
 
     def delete(self, ids: Sequence[PointId], versions: Sequence[int] | None = None) -> None:
         """Remove points; with `versions` (the deletes' seqs) only those written before."""
@@ -86,6 +88,7 @@ class Segment:
                     pid for pid, seq in zip(ids, versions, strict=True) if self._is_newer(pid, seq)
                 ]
             self._retire(ids)
+            self.generation += 1
 
     def set_versions(self, ids: Sequence[PointId], versions: Sequence[int]) -> None:
         """Record payload-only writes, so results report each point's latest version."""
@@ -94,6 +97,7 @@ class Segment:
                 row = self._row_of.get(pid)
                 if row is not None:
                     self._versions[row] = max(self._versions[row], version)
+            self.generation += 1  # a payload changed: filters may match differently
 
     def _is_newer(self, point_id: PointId, version: int) -> bool:
         row = self._row_of.get(point_id)

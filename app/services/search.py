@@ -3,6 +3,8 @@ with payloads joined from PostgreSQL only when the caller asks for them."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,10 +13,10 @@ import numpy as np
 
 from app.db import repository
 from app.errors import NotFound
-from app.index.segment import SearchHits, Segment
+from app.index.segment import SearchHits
 from app.models import Collection, PointId
-from app.services.filtering import matching_ids
 from app.services.payloads import PayloadSelector, VectorSelector
+from app.services.planner import FilterPlanner
 from app.services.points import (
     PointService,
     Record,
@@ -46,7 +48,8 @@ class SearchRequest:
 @dataclass(slots=True)
 class SearchResult:
     points: list[Record]
-    plan: str
+    plan: str  # "exact" or "hnsw"
+    detail: dict[str, Any] = field(default_factory=dict)  # candidates, cache, timings
 
 
 class SearchService:
@@ -56,6 +59,8 @@ class SearchService:
         self.registry = points.registry
         self.cpu = points.cpu
         self.db = points.db
+        self.planner = FilterPlanner(points.db, points.cpu)
+        self.plan_counts: Counter[str] = Counter()
 
     async def search(self, name: str, request: SearchRequest, namespace: str = "") -> SearchResult:
         collection = self.catalog.get(name)
@@ -72,7 +77,17 @@ class SearchService:
         if segment is None:
             return SearchResult([], "exact")
         k = request.offset + request.limit + (1 if exclude is not None else 0)
-        allowed = await self._allowed(namespace_id, segment, request.filter)
+        detail: dict[str, Any] = {}
+        allowed = None
+        if request.filter is not None:
+            found = await self.planner.candidates(namespace_id, segment, request.filter)
+            allowed = found.rows
+            detail = {
+                "candidates": len(found.rows),
+                "filter": "cached" if found.cached else "sql",
+                "filter_ms": round(found.seconds * 1000, 3),
+            }
+        started = time.perf_counter()
         hits: SearchHits = await self.cpu.run(
             segment.search,
             query,
@@ -88,17 +103,11 @@ class SearchService:
             for pid, score, version in zip(hits.ids, hits.scores, hits.versions, strict=True)
             if pid != exclude
         ][request.offset : request.offset + request.limit]
+        detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
         await self._attach(collection, namespace_id, records, request)
-        return SearchResult(records, hits.plan)
-
-    async def _allowed(self, namespace_id: int, segment: Segment, node: Any) -> np.ndarray | None:
-        """Rows of the live points matching the filter (None: no filter)."""
-        if node is None:
-            return None
-        async with self.db.connect() as conn:
-            found = await matching_ids(conn, namespace_id, node)
-        return await self.cpu.run(segment.rows_of, [wire for _, wire in found])
+        self.plan_counts[hits.plan + ("-filtered" if allowed is not None else "")] += 1
+        return SearchResult(records, hits.plan, detail)
 
     async def search_batch(
         self, name: str, requests: Sequence[SearchRequest]

@@ -288,7 +288,12 @@ class PointsController(Controller):
 
 
 def _plans(results: list[SearchResult]) -> dict[str, str]:
-    return {PLAN_HEADER: ",".join(r.plan for r in results)}
+    """`waypoint-plan: hnsw` and `waypoint-plan-detail: candidates=…;filter=…;search_ms=…`."""
+    details = [";".join(f"{k}={v}" for k, v in r.detail.items()) for r in results]
+    return {
+        PLAN_HEADER: ",".join(r.plan for r in results),
+        f"{PLAN_HEADER}-detail": ",".join(details),
+    }
 
 
 class SearchController(Controller):
