@@ -17,6 +17,7 @@ from app.models import VectorParams
 from app.services.catalog import Catalog
 from app.services.collections import CollectionService
 from app.services.cpu import CpuPool
+from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
 from app.services.search import SearchService
 from app.services.sessions import SessionService
@@ -41,6 +42,7 @@ class Services:
         self.collections = CollectionService(db, self.catalog, self.registry, self.feed.committed)
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points)
+        self.payload_indexes = PayloadIndexService(db, self.catalog, self.feed.committed)
         self.sessions = SessionService(
             db,
             self.catalog,

@@ -12,6 +12,7 @@ from app.api.qdrant.controllers import (
     ResumableController,
     SearchController,
 )
+from app.api.qdrant.indexes import PayloadIndexController
 
 
 @get("/", tags=["qdrant: service"], sync_to_thread=False, opt=PUBLIC)
@@ -34,5 +35,6 @@ qdrant_router = Router(
         PointsController,
         SearchController,
         ResumableController,
+        PayloadIndexController,
     ],
 )

@@ -68,7 +68,9 @@ class CollectionsController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         stats = await services.collections.stats(collection_name)
-        return qdrant_ok(request, render.collection_info(collection, stats))
+        info = render.collection_info(collection, stats)
+        info["payload_schema"] = await services.payload_indexes.schema(collection_name)
+        return qdrant_ok(request, info)
 
     @get("/{collection_name:str}/exists")
     async def collection_exists(

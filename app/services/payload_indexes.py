@@ -1,0 +1,68 @@
+"""Declared payload indexes (Qdrant `PUT /collections/{c}/index`): recorded in
+`payload_indexes`, backed by a real PostgreSQL index where the compiled filters can use one,
+and reported in collection info as `payload_schema`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from app.db import payload_indexes as sql
+from app.db.database import Database
+from app.errors import BadRequest
+from app.services.catalog import Catalog
+
+SCHEMAS = frozenset({"keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid"})
+
+
+def schema_type(schema: Any) -> str:
+    """`"keyword"` or `{"type": "integer", …}` → the type name, checked."""
+    kind = schema.get("type") if isinstance(schema, dict) else schema
+    if kind not in SCHEMAS:
+        raise BadRequest(
+            f"Wrong input: field_schema must be one of {', '.join(sorted(SCHEMAS))} (got {kind!r})"
+        )
+    return kind
+
+
+class PayloadIndexService:
+    def __init__(self, db: Database, catalog: Catalog, on_commit: Callable[[], None]) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.on_commit = on_commit
+
+    async def create(self, name: str, field: str, schema: Any) -> None:
+        collection = self.catalog.get(name)
+        kind = schema_type(schema)
+        if not field:
+            raise BadRequest("Wrong input: field_name must not be empty")
+        stored = schema if isinstance(schema, dict) else {"type": kind}
+        pg_index = sql.PAYLOAD_GIN if kind in sql.GIN_SCHEMAS else ""
+        async with self.db.begin() as conn:
+            if pg_index:
+                await sql.ensure_payload_gin(conn)
+            await sql.declare(conn, collection.id, field, stored, pg_index)
+        self.on_commit()
+
+    async def delete(self, name: str, field: str) -> None:
+        collection = self.catalog.get(name)
+        async with self.db.begin() as conn:
+            await sql.forget(conn, collection.id, field)
+            await sql.drop_payload_gin_if_unused(conn)
+        self.on_commit()
+
+    async def schema(self, name: str, namespace: str = "") -> dict[str, dict[str, Any]]:
+        """`payload_schema`: every declared field with its type and how many points hold it."""
+        collection = self.catalog.get(name)
+        namespace_id = collection.namespaces[namespace]
+        async with self.db.connect() as conn:
+            rows = await sql.declared(conn, collection.id)
+            schema = {}
+            for row in rows:
+                info: dict[str, Any] = {"data_type": row.field_schema["type"]}
+                if params := {k: v for k, v in row.field_schema.items() if k != "type"}:
+                    info["params"] = params
+                path = row.field_name.split(".")
+                info["points"] = await sql.points_with_field(conn, namespace_id, path)
+                schema[row.field_name] = info
+            return schema
