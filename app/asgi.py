@@ -12,6 +12,7 @@ from app.api import system
 from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
 from app.api.qdrant import qdrant_router
+from app.api.timing import ServerTimingMiddleware
 from app.api.upstash import UpstashController
 from app.lifespan import services_lifespan
 from app.settings import Settings
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[system.healthz, system.readyz, qdrant_router, UpstashController],
         lifespan=[services_lifespan],
         before_request=mark_started,
-        middleware=[ApiKeyMiddleware()],
+        middleware=[ServerTimingMiddleware(), ApiKeyMiddleware()],
         exception_handlers={Exception: handle_error},
         openapi_config=OpenAPIConfig(
             title="Waypoint",
