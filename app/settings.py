@@ -35,6 +35,7 @@ class Settings:
     max_sessions: int = 10_000  # active resumable queries, all keys together
     max_sessions_per_key: int = 1_000
     reap_interval: float = 30.0  # seconds between sweeps for idle resumable queries
+    session_cache: int = 1024  # live resumable engines kept per worker (0: always from the row)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,4 +55,5 @@ class Settings:
             max_sessions=int(_env("WAYPOINT_MAX_SESSIONS", "10000") or 10000),
             max_sessions_per_key=int(_env("WAYPOINT_MAX_SESSIONS_PER_KEY", "1000") or 1000),
             reap_interval=float(_env("WAYPOINT_REAP_INTERVAL", "30") or 30),
+            session_cache=int(_env("WAYPOINT_SESSION_CACHE", "1024") or 1024),
         )

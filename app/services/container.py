@@ -51,6 +51,7 @@ class Services:
             exact_threshold=settings.exact_threshold,
             max_sessions=settings.max_sessions,
             max_sessions_per_key=settings.max_sessions_per_key,
+            cache_size=settings.session_cache,
         )
         self.loaded = asyncio.Event()
 
