@@ -161,19 +161,27 @@ async def upsert_points(
     rows = [
         (p.id_text, name, seqs[p.id_text], vec) for p in batch for name, vec in p.vectors.items()
     ]
-    if rows:
-        ids, names, vseqs, vectors = (list(col) for col in zip(*rows, strict=True))
-        await conn.execute(
-            _INSERT_VECTORS,
-            {
-                "namespace_id": namespace_id,
-                "point_ids": ids,
-                "names": names,
-                "seqs": vseqs,
-                "vectors": vectors,
-            },
-        )
+    await _insert_vectors(conn, namespace_id, rows)
     return seqs
+
+
+async def _insert_vectors(
+    conn: AsyncConnection, namespace_id: int, rows: list[tuple[str, str, int, bytes]]
+) -> None:
+    """Insert (point id, vector name, seq, float32 bytes) rows in one statement."""
+    if not rows:
+        return
+    ids, names, seqs, vectors = (list(col) for col in zip(*rows, strict=True))
+    await conn.execute(
+        _INSERT_VECTORS,
+        {
+            "namespace_id": namespace_id,
+            "point_ids": ids,
+            "names": names,
+            "seqs": seqs,
+            "vectors": vectors,
+        },
+    )
 
 
 _DELETE_POINTS = sa.text(
@@ -491,18 +499,7 @@ async def replace_vectors(
         for name, vector in vectors[pid].items()
         if vector is not None
     ]
-    if rows:
-        ids, names, vseqs, blobs = (list(col) for col in zip(*rows, strict=True))
-        await conn.execute(
-            _INSERT_VECTORS,
-            {
-                "namespace_id": namespace_id,
-                "point_ids": ids,
-                "names": names,
-                "seqs": vseqs,
-                "vectors": blobs,
-            },
-        )
+    await _insert_vectors(conn, namespace_id, rows)
     return seqs
 
 
