@@ -8,7 +8,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import pool
+from sqlalchemy import pool, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.engine import async_url
@@ -22,6 +23,28 @@ def alembic_config() -> Config:
     return config
 
 
+# PostgreSQL 16 added pg_input_is_valid(); the filter SQL uses it to test datetime strings.
+# On older servers an equivalent (slower: one sub-transaction per call) is installed.
+_PG_INPUT_IS_VALID = """
+CREATE OR REPLACE FUNCTION pg_input_is_valid(value text, type_name text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    EXECUTE format('SELECT %L::%s', value, type_name);
+    RETURN true;
+EXCEPTION WHEN others THEN
+    RETURN false;
+END
+$$
+"""
+
+
+def install_compat(connection: Connection) -> None:
+    """Shims that let the generated SQL run on PostgreSQL older than 16."""
+    version = connection.execute(text("SHOW server_version_num")).scalar_one()
+    if int(version) < 160000:
+        connection.execute(text(_PG_INPUT_IS_VALID))
+
+
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` on a connection of our own."""
     engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
@@ -30,6 +53,7 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     def run(connection) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        install_compat(connection)
 
     try:
         async with engine.connect() as connection:

@@ -383,6 +383,7 @@ class _Compiler:
                 return _not(values.raw_any(_non_empty))
             case IsNull():
                 return values.raw_any(_null_or_holds_null)
+        raise TypeError(f"not a structural condition: {node!r}")
 
     def _value_test(self, node: ValueTest) -> _Bounds:
         values = _Values(self.doc, node.path)
@@ -702,7 +703,9 @@ def _geo_preds(node: GeoRadius | GeoPolygon) -> tuple[Pred, Pred]:
     """Exact for tame coordinates (see the module docstring); the rest is "maybe"."""
     corners = [node.center] if isinstance(node, GeoRadius) else _polygon_points(node)
     tame_filter = all(_tame(p.lat) and _tame(p.lon) for p in corners)
-    inside = _within_radius if isinstance(node, GeoRadius) else _within_polygon
+    inside: Callable[[Any, Any, Any], Bool] = (
+        _within_radius if isinstance(node, GeoRadius) else _within_polygon
+    )
 
     def sure(value: Json) -> Bool:
         if not tame_filter:
@@ -726,7 +729,7 @@ def _polygon_points(node: GeoPolygon) -> list[GeoPoint]:
     return [point for ring in (node.exterior, *node.interiors) for point in ring]
 
 
-def _within_radius(lat: ColumnElement[float], lon: ColumnElement[float], node: Any) -> Bool:
+def _within_radius(lat: ColumnElement[float], lon: ColumnElement[float], node: GeoRadius) -> Bool:
     """`semantics.geo_distance(...) < radius`, operation for operation."""
     degree = _float_param(math.pi / 180)
     lat1, lon1 = lat * degree, lon * degree
@@ -741,7 +744,7 @@ def _within_radius(lat: ColumnElement[float], lon: ColumnElement[float], node: A
     return _float_param(sem.MEAN_EARTH_RADIUS) * c < _float_param(node.radius)
 
 
-def _within_polygon(lat: ColumnElement[float], lon: ColumnElement[float], node: Any) -> Bool:
+def _within_polygon(lat: ColumnElement[float], lon: ColumnElement[float], node: GeoPolygon) -> Bool:
     outer = _ring_sql(lat, lon, sem.closed_ring(node.exterior))
     conditions = [_not(outer.boundary), outer.odd]
     for hole in node.interiors:
@@ -756,7 +759,9 @@ class _RingSql:
     odd: Bool
 
 
-def _ring_sql(lat: ColumnElement[float], lon: ColumnElement[float], ring: list) -> _RingSql:
+def _ring_sql(
+    lat: ColumnElement[float], lon: ColumnElement[float], ring: list[tuple[float, float]]
+) -> _RingSql:
     """`semantics.ring_position`, unrolled over the ring's edges with the same arithmetic."""
     boundaries: list[Bool] = []
     crossings: list[Bool] = []
