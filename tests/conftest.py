@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,18 +28,11 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _server_url(tmp_root: Path) -> str:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url
+def _embedded_server(root: Path) -> tuple[object, str]:
     import pgserver
 
-    server = pgserver.get_server(tmp_root / "postgres", cleanup_mode="stop")
-    _KEEP.append(server)
-    return f"postgresql://postgres@/postgres?host={tmp_root / 'postgres'}"
-
-
-_KEEP: list[object] = []
+    server = pgserver.get_server(root / "postgres", cleanup_mode="stop")
+    return server, f"postgresql://postgres@/postgres?host={root / 'postgres'}"
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> dict[str, object]:
@@ -63,8 +58,24 @@ def _admin(url: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _server_url(tmp_path_factory.mktemp("pg"))
+def pg_server() -> Iterator[str]:
+    """`$TEST_DATABASE_URL`, or an embedded PostgreSQL for this test session.
+
+    The embedded server lives in a folder of its own, not under pytest's temporary folder:
+    another pytest run on the machine prunes and re-permissions that one, which would pull
+    the data directory from under a running server.
+    """
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    root = Path(tempfile.mkdtemp(prefix="waypoint-test-pg-"))
+    server, url = _embedded_server(root)
+    try:
+        yield url
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
