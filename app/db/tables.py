@@ -160,3 +160,16 @@ resumable_queries = sa.Table(
     sa.Index("ix_resumable_queries_expires_at", "expires_at"),
     sa.Index("ix_resumable_queries_owner_key", "owner_key"),
 )
+
+collection_aliases = sa.Table(
+    "collection_aliases",
+    metadata,
+    sa.Column("alias_name", sa.Text, primary_key=True),
+    sa.Column(
+        "collection_id",
+        sa.Integer,
+        sa.ForeignKey("collections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _created_at(),
+)

@@ -18,11 +18,14 @@ import numpy as np
 
 from app.index import scoring
 from app.index.locks import ReadWriteLock
+from app.index.recommend import RecoScorer, Strategy, core_similarity, sigmoid
 from app.models import Distance, HnswParams, PointId
 
 RESCORE_MARGIN = 32  # extra exact-scan candidates re-scored in float64 before the final cut
 INDEX_CHUNK = 512  # rows added to the graph per write-lock hold
 HNSW_SEED = 100
+PROBE_ROUNDS = 3  # best_score graph probes: widths w, 4w, 16w, then an exact scan
+PROBE_GROWTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +187,43 @@ class Segment:
             if k <= 0 or not self._row_of or (indexed_only and large and self._graph is None):
                 return SearchHits([], [], [], "exact")
             if allowed is not None:
-                return self._filtered(query, k, ef, exact, score_threshold, allowed)
-            use_graph = not exact and self._graph is not None and large
-            rows = self._graph_candidates(query, k, ef, indexed_only) if use_graph else None
-            plan = "hnsw" if rows is not None else "exact"
-            if rows is None:
-                rows = self._scan_candidates(query, k, 0)
+                allowed = allowed[self._alive[allowed]]
+            rows, plan = self._nearest_rows(query, k, ef, exact, indexed_only, allowed)
             return self._finish(query, rows, k, score_threshold, plan)
+
+    def recommend(
+        self,
+        scorer: RecoScorer,
+        k: int,
+        *,
+        ef: int | None = None,
+        exact: bool = False,
+        score_threshold: float | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> SearchHits:
+        """The `k` best live points for a `best_score` or `sum_scores` recommend query.
+
+        Below the threshold (or with `exact`) every candidate is scored. On the graph path
+        the candidates come from nearest-neighbour queries that provably contain the best
+        points, up to the graph's own recall (`_sum_rows`, `_best_rows`); the final scores
+        and order are always computed exactly over those candidates.
+        """
+        with self._lock.reading():
+            if k <= 0 or not self._row_of:
+                return SearchHits([], [], [], "exact")
+            if allowed is not None:
+                allowed = allowed[self._alive[allowed]]
+            rows = None
+            if self._graph_worth_it(exact, allowed):
+                if scorer.strategy is Strategy.SUM_SCORES:
+                    rows = self._sum_rows(scorer, k, ef, allowed)
+                else:
+                    rows = self._best_rows(scorer, k, ef, allowed, score_threshold)
+            plan = "exact" if rows is None else "hnsw"
+            if rows is None:
+                rows = self._scan_scored(scorer, k, allowed)
+            scores = scorer.scores(self._vectors[rows])
+            return self._finish_scored(rows, scores, k, score_threshold, plan)
 
     def rows_of(self, ids: Sequence[PointId]) -> np.ndarray:
         """Sorted rows of the live points among `ids` (a filter's matches, for `allowed`)."""
@@ -198,18 +231,34 @@ class Segment:
             found = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
         return np.unique(np.asarray(found, dtype=np.int64))
 
-    def _filtered(
+    def _nearest_rows(
         self,
         query: np.ndarray,
         k: int,
         ef: int | None,
         exact: bool,
-        threshold: float | None,
-        allowed: np.ndarray,
-    ) -> SearchHits:
-        allowed = allowed[self._alive[allowed]]
+        indexed_only: bool,
+        allowed: np.ndarray | None,
+    ) -> tuple[np.ndarray, str]:
+        """Candidate rows holding the k nearest live (and allowed) rows, and the plan.
+
+        The candidates are the graph's `max(ef, k)` labels plus the best k + margin of the
+        rows the graph does not cover yet, or the best k + margin of an exact scan.
+        """
+        if allowed is not None:
+            return self._filtered_rows(query, k, ef, exact, allowed)
+        if not exact and self._graph is not None and len(self) > self.exact_threshold:
+            rows = self._graph_candidates(query, k, ef, indexed_only)
+            if rows is not None:
+                return rows, "hnsw"
+        return self._scan_candidates(query, k, 0), "exact"
+
+    def _filtered_rows(
+        self, query: np.ndarray, k: int, ef: int | None, exact: bool, allowed: np.ndarray
+    ) -> tuple[np.ndarray, str]:
+        """Few allowed rows are scanned; many are searched in the graph with a bitmap."""
         if exact or self._graph is None or len(allowed) <= self.exact_threshold:
-            return self._finish(query, self._scan_rows(query, k, allowed), k, threshold, "exact")
+            return self._scan_rows(query, k, allowed), "exact"
         flags = np.zeros(self._count, dtype=np.uint8)
         flags[allowed] = 1
         bitmap = flags.tobytes()
@@ -219,10 +268,10 @@ class Segment:
                 query, k=want, num_threads=1, filter=lambda row: row < len(bitmap) and bitmap[row]
             )
         except RuntimeError:  # the graph could not reach `want` matches: scan them instead
-            return self._finish(query, self._scan_rows(query, k, allowed), k, threshold, "exact")
+            return self._scan_rows(query, k, allowed), "exact"
         pending = allowed[allowed >= self._graph_rows]
         rows = np.concatenate([labels[0].astype(np.int64), self._scan_rows(query, k, pending)])
-        return self._finish(query, rows, k, threshold, "hnsw")
+        return rows, "hnsw"
 
     def _scan_rows(self, query: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
         """Exact scan of the given rows: the best k + margin of them."""
@@ -276,6 +325,106 @@ class Segment:
             versions=self._versions[rows].tolist(),
             plan=plan,
         )
+
+    def _finish_scored(
+        self, rows: np.ndarray, scores: np.ndarray, k: int, threshold: float | None, plan: str
+    ) -> SearchHits:
+        """The k best of custom (bigger-is-better) scores; ties go to the older row."""
+        keep = self._alive[rows]
+        if threshold is not None:
+            keep &= scores > threshold
+        rows, scores = rows[keep], scores[keep]
+        if len(rows) > k:
+            kth = np.partition(-scores, k - 1)[k - 1]
+            near = -scores <= kth  # everything that can make the top k, ties included
+            rows, scores = rows[near], scores[near]
+        best = np.lexsort((rows, -scores))[:k]
+        rows = rows[best]
+        return SearchHits(
+            ids=[self._ids[r] for r in rows],
+            scores=scores[best].astype(np.float64).tolist(),
+            versions=self._versions[rows].tolist(),
+            plan=plan,
+        )
+
+    def _graph_worth_it(self, exact: bool, allowed: np.ndarray | None) -> bool:
+        """The plan rule of `search`: the graph serves more candidates than the threshold."""
+        candidates = len(self) if allowed is None else len(allowed)
+        return not exact and self._graph is not None and candidates > self.exact_threshold
+
+    def _scan_scored(self, scorer: RecoScorer, k: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Exact scan with fast float32 scores: the best k + margin live (allowed) rows, to
+        be re-scored precisely (like `_scan_candidates` for nearest queries)."""
+        if allowed is None:
+            scores = scorer.scores(self._vectors[: self._count], fast=True)
+            scores[~self._alive[: self._count]] = -np.inf
+            rows = np.arange(self._count)
+        else:
+            scores, rows = scorer.scores(self._vectors[allowed], fast=True), allowed
+        if len(rows) <= k + RESCORE_MARGIN:
+            return rows
+        return rows[np.argpartition(-scores, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]]
+
+    def _sum_rows(
+        self, scorer: RecoScorer, k: int, ef: int | None, allowed: np.ndarray | None
+    ) -> np.ndarray | None:
+        """`sum_scores` candidates: one nearest query that ranks exactly like the sum."""
+        query = scorer.sum_query()
+        if query is None:
+            return None
+        prepared = scoring.prepare(query, self.distance)
+        return self._nearest_rows(prepared, k, ef, False, False, allowed)[0]
+
+    def _best_rows(
+        self,
+        scorer: RecoScorer,
+        k: int,
+        ef: int | None,
+        allowed: np.ndarray | None,
+        threshold: float | None,
+    ) -> np.ndarray | None:
+        """`best_score` candidates: the union of one nearest query per positive, widened
+        until it provably holds the k best points (up to graph recall); None: scan exactly.
+
+        A positive's query returns its `width` nearest rows, so every row it missed is at
+        most as similar to it as the width-th of them (its bound). A row every query missed
+        has a best positive of at most the largest bound B, so it scores at most `sigm(B)`.
+        When k candidates score above that ceiling (or the score threshold is at least the
+        ceiling) the candidates' top k is the collection's top k.
+        """
+        probes = scorer.probes()
+        if probes is None:
+            return None
+        width = max(ef or self.hnsw.ef_construct, k)
+        for _ in range(PROBE_ROUNDS):
+            found = [
+                self._nearest_rows(
+                    scoring.prepare(query, self.distance), width, width, False, False, allowed
+                )[0]
+                for query in probes
+            ]
+            rows = np.unique(np.concatenate(found))
+            ceiling = self._probe_ceiling(probes, found, width)
+            if ceiling is None:
+                return rows  # a query saw every candidate row: nothing was missed
+            if threshold is not None and threshold >= ceiling:
+                return rows
+            if np.count_nonzero(scorer.scores(self._vectors[rows]) > ceiling) >= k:
+                return rows
+            width *= PROBE_GROWTH
+        return None
+
+    def _probe_ceiling(
+        self, probes: list[np.ndarray], found: list[np.ndarray], width: int
+    ) -> float | None:
+        """The best score a row missed by every probe can have (None: none was missed)."""
+        bounds = []
+        for query, rows in zip(probes, found, strict=True):
+            if len(rows) < width:
+                return None
+            similarity = core_similarity(self._vectors[rows], query, self.distance)
+            bounds.append(np.partition(similarity, len(rows) - width)[len(rows) - width])
+        return float(sigmoid(np.float32(max(bounds))))
 
     # --------------------------------------------------------------- indexing
 

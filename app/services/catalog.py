@@ -1,11 +1,13 @@
-"""The worker's view of which collections and namespaces exist (loaded at start-up, kept
-current by the collection service), so a search needs no SQL to find its segment."""
+"""The worker's view of which collections, namespaces and aliases exist (loaded at start-up,
+kept current by the collection service and the change feed), so a search needs no SQL to
+find its segment. `get` resolves aliases, so every operation accepts an alias in place of a
+collection name, as in Qdrant; `find` (creation, deletion, existence) takes real names."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import repository
+from app.db import aliases, repository
 from app.errors import CollectionNotFound
 from app.models import Collection, config_from_json
 
@@ -13,6 +15,7 @@ from app.models import Collection, config_from_json
 class Catalog:
     def __init__(self) -> None:
         self._by_name: dict[str, Collection] = {}
+        self._aliases: dict[str, str] = {}  # alias -> collection name
 
     async def load(self, conn: AsyncConnection) -> None:
         rows = await repository.select_collections(conn)
@@ -25,12 +28,14 @@ class Catalog:
             if ns.collection_id in by_id:
                 by_id[ns.collection_id].namespaces[ns.name] = ns.id
         self._by_name = {c.name: c for c in by_id.values()}
+        self._aliases = await aliases.select_aliases(conn)
 
     def get(self, name: str) -> Collection:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise CollectionNotFound(name) from None
+        """The collection called `name`, or the one the alias `name` points at."""
+        found = self._by_name.get(name) or self._by_name.get(self._aliases.get(name, ""))
+        if found is None:
+            raise CollectionNotFound(name)
+        return found
 
     def find(self, name: str) -> Collection | None:
         return self._by_name.get(name)
@@ -42,4 +47,12 @@ class Catalog:
         self._by_name[collection.name] = collection
 
     def remove(self, name: str) -> Collection | None:
+        self._aliases = {a: c for a, c in self._aliases.items() if c != name}
         return self._by_name.pop(name, None)
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> collection name, sorted by alias."""
+        return dict(sorted(self._aliases.items()))
+
+    def set_aliases(self, mapping: dict[str, str]) -> None:
+        self._aliases = dict(mapping)

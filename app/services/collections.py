@@ -6,14 +6,25 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.db import aliases as alias_sql
 from app.db import repository
 from app.db.database import Database
-from app.errors import AlreadyExists, BadRequest, CollectionNotFound
+from app.errors import AlreadyExists, BadRequest, CollectionNotFound, NotFound
 from app.index.registry import IndexRegistry
 from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, config_to_json
 from app.services.catalog import Catalog
 
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AliasAction:
+    """One of Qdrant's alias operations: `create`, `delete` or `rename`."""
+
+    kind: str
+    alias: str
+    collection: str | None = None  # create: the collection the alias points at
+    new_alias: str | None = None  # rename: the alias's new name
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,8 @@ class CollectionService:
             raise BadRequest(
                 f"Wrong input: collection name {name!r} must be 1-255 characters without '/'"
             )
+        if name in self.catalog.aliases():
+            raise AlreadyExists(f"Wrong input: Alias `{name}` already exists!")
         async with self.db.begin() as conn:
             collection_id = await repository.insert_collection(
                 conn, name, config_to_json(config), dialect
@@ -69,6 +82,46 @@ class CollectionService:
         self.registry.drop_namespaces(set(collection.namespaces.values()))
         self.on_commit()
         return deleted
+
+    async def update_aliases(self, actions: list[AliasAction]) -> None:
+        """Apply alias actions in order, all or none (one transaction), like Qdrant."""
+        async with self.db.begin() as conn:
+            await alias_sql.lock_aliases(conn)
+            current = await alias_sql.select_aliases(conn)
+            for action in actions:
+                await self._apply_alias(conn, current, action)
+            fresh = await alias_sql.select_aliases(conn)
+        self.catalog.set_aliases(fresh)
+        self.on_commit()
+
+    async def _apply_alias(self, conn, current: dict[str, str], action: AliasAction) -> None:
+        if action.kind == "delete":
+            await alias_sql.delete_alias(conn, action.alias)
+            current.pop(action.alias, None)
+            return
+        name = action.new_alias if action.kind == "rename" else action.alias
+        assert name is not None
+        if self.catalog.find(name) is not None:
+            raise AlreadyExists(f"Wrong input: Collection `{name}` already exists!")
+        if action.kind == "rename":
+            if action.alias not in current:
+                raise NotFound(f"Not found: Alias `{action.alias}` doesn't exist!")
+            target = self.catalog.get(current.pop(action.alias))
+            await alias_sql.delete_alias(conn, action.alias)
+        else:
+            collection = self.catalog.find(action.collection or "")
+            if collection is None:
+                raise CollectionNotFound(action.collection or "")
+            target = collection
+        await alias_sql.put_alias(conn, name, target.id)
+        current[name] = target.name
+
+    def aliases(self, name: str | None = None) -> list[tuple[str, str]]:
+        """(alias, collection) pairs, all or those of one collection (404 if missing)."""
+        if name is not None:
+            self.catalog.get(name)
+        pairs = self.catalog.aliases().items()
+        return [(a, c) for a, c in pairs if name is None or c == self.catalog.get(name).name]
 
     async def ensure_namespace(self, name: str, namespace: str) -> int:
         """The namespace's id, creating it (and its segments) on first use."""

@@ -11,11 +11,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from app.db import repository
+from app.db import ordering, payload_indexes, repository
 from app.db.database import Database
 from app.db.repository import PointWrite
 from app.errors import BadRequest, CollectionNotFound, ValidationFailed
@@ -63,6 +64,18 @@ def parse_point_id(point_id: Any, collection: Collection) -> tuple[str, Any, int
         return point_id_key(point_id, strings=collection.dialect == "upstash")
     except ValueError as exc:
         raise BadRequest(f"Wrong input: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    """Qdrant scroll `order_by`: a payload key with a range-capable index, and a direction."""
+
+    key: str
+    descending: bool = False
+    start_from: Any = None  # a number, or an RFC 3339 string for datetime keys
+
+
+RANGE_SCHEMAS = frozenset({"integer", "float", "datetime"})
 
 
 MAX_COUNT = 2**31 - 1  # limits and offsets beyond this are mistakes, not requests
@@ -211,11 +224,27 @@ class PointService:
         payload: PayloadSelector,
         vectors: VectorSelector,
         filter_: Any = None,
+        order_by: OrderBy | None = None,
     ) -> tuple[list[Record], PointId | None]:
-        """A page of points in id order and the id the next page starts at."""
+        """A page of points in id order and the id the next page starts at.
+
+        With `order_by`, points come in order of that payload value instead (one entry per
+        value, `extra["order_value"]`) and there is no next page offset, as in Qdrant.
+        """
         check_count("limit", limit, minimum=1)
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, "")
+        if order_by is not None:
+            if offset is not None:
+                raise BadRequest(
+                    "Bad request: Cannot use an `offset` when using `order_by`. The alternative "
+                    "for paging is to use `order_by.start_from` and a filter to exclude the IDs "
+                    "that you've already seen for the `order_by.start_from` value"
+                )
+            records = await self._ordered(collection, namespace_id, order_by, limit, filter_)
+            return self.records_with_order(
+                collection, namespace_id, records, payload, vectors
+            ), None
         start = None
         if offset is not None:
             text, kind, number = parse_point_id(offset, collection)
@@ -227,6 +256,42 @@ class PointService:
             )
         next_offset = rows[limit].id if len(rows) > limit else None
         return self.records(collection, namespace_id, rows[:limit], payload, vectors), next_offset
+
+    async def _ordered(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        order_by: OrderBy,
+        limit: int,
+        filter_: Any,
+    ) -> list[tuple[repository.PointRecord, Any]]:
+        async with self.db.connect() as conn:
+            kind = await _range_index(conn, collection, order_by.key)
+            where = await filter_where(conn, namespace_id, filter_)
+            return await ordering.ordered_points(
+                conn,
+                namespace_id,
+                path=order_by.key.split("."),
+                descending=order_by.descending,
+                start_from=_order_start(order_by.start_from, kind),
+                datetimes=kind == "datetime",
+                limit=limit,
+                where=where,
+            )
+
+    def records_with_order(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        entries: Sequence[tuple[repository.PointRecord, Any]],
+        payload: PayloadSelector,
+        vectors: VectorSelector,
+    ) -> list[Record]:
+        stored = [point for point, _ in entries]
+        records = self.records(collection, namespace_id, stored, payload, vectors)
+        for record, (_, value) in zip(records, entries, strict=True):
+            record.extra["order_value"] = value
+        return records
 
     async def count(self, name: str, namespace: str = "", filter_: Any = None) -> int:
         collection = self.catalog.get(name)
@@ -264,3 +329,36 @@ class PointService:
             return collection.namespaces[namespace]
         except KeyError:
             raise CollectionNotFound(collection.name) from None
+
+
+async def _range_index(conn, collection: Collection, key: str) -> str:
+    """The type of the range-capable payload index declared on `key` (400 without one)."""
+    for row in await payload_indexes.declared(conn, collection.id):
+        schema = row.field_schema
+        kind = schema.get("type")
+        if row.field_name == key and kind in RANGE_SCHEMAS and schema.get("range") is not False:
+            return kind
+    raise BadRequest(
+        f"Bad request: No range index for `order_by` key `{key}`. Please create one to use "
+        "`order_by`. Check https://qdrant.tech/documentation/concepts/indexing/#payload-index "
+        "to see which payload schemas support Range conditions"
+    )
+
+
+def _order_start(start_from: Any, kind: str) -> Any:
+    """`start_from` in the order's units: the number, or microseconds for datetimes."""
+    if start_from is None or isinstance(start_from, bool):
+        return None
+    if isinstance(start_from, int | float) and kind != "datetime":
+        return start_from
+    if isinstance(start_from, int | float):
+        return int(start_from)
+    if isinstance(start_from, str) and kind == "datetime":
+        try:
+            moment = datetime.fromisoformat(start_from.replace("z", "Z"))
+        except ValueError:
+            raise BadRequest(f"Wrong input: order_by.start_from {start_from!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1_000_000)
+    raise BadRequest("Wrong input: order_by.start_from must be a number or an RFC 3339 string")

@@ -3,6 +3,7 @@ with payloads joined from PostgreSQL only when the caller asks for them."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -12,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from app.db import repository
-from app.errors import NotFound
-from app.index.segment import SearchHits
+from app.errors import BadRequest
+from app.index.recommend import RecoScorer, Strategy
+from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId
+from app.services import recommend
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import FilterPlanner
 from app.services.points import (
+    OrderBy,
     PointService,
     Record,
     canonical_id,
@@ -25,14 +29,19 @@ from app.services.points import (
     check_vector,
     parse_point_id,
 )
+from app.services.recommend import Recommend
 
 
 @dataclass(slots=True)
 class SearchRequest:
-    """A nearest query: by raw `vector`, or by the stored vector of `point_id`."""
+    """One query: nearest to a raw `vector` or to the stored vector of `point_id`, a
+    `recommend` query, or neither (points in id order, or by `order_by`, Qdrant's query
+    without a query)."""
 
     vector: Sequence[float] | None = None
     point_id: PointId | None = None
+    recommend: Recommend | None = None
+    order_by: OrderBy | None = None
     using: str = ""
     limit: int = 10
     offset: int = 0
@@ -44,12 +53,26 @@ class SearchRequest:
     indexed_only: bool = False
     filter: Any = None  # a filter AST (app.filters), already parsed by the dialect
 
+    @property
+    def is_listing(self) -> bool:
+        return self.vector is None and self.point_id is None and self.recommend is None
+
 
 @dataclass(slots=True)
 class SearchResult:
     points: list[Record]
-    plan: str  # "exact" or "hnsw"
+    plan: str  # "exact" or "hnsw" ("scroll" for a query without a query)
     detail: dict[str, Any] = field(default_factory=dict)  # candidates, cache, timings
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a segment searches for: a query vector or a recommend scorer, and the ids the
+    results leave out (the point a query is made from, recommend example ids)."""
+
+    vector: np.ndarray | None
+    scorer: RecoScorer | None = None
+    exclude: frozenset[PointId] = frozenset()
 
 
 class SearchService:
@@ -66,17 +89,13 @@ class SearchService:
         collection = self.catalog.get(name)
         namespace_id = self.points._namespace(collection, namespace)
         self._check_limits(request)
+        if request.is_listing:
+            return await self._listing(name, request)
+        target = self.target(collection, request)
         segment = self.registry.get(namespace_id, request.using)
-        exclude: PointId | None = None
-        if request.point_id is not None:
-            # Qdrant leaves the point a query is made from out of its own results.
-            exclude = canonical_id(request.point_id, collection)
-            query = self._stored_vector(collection, namespace_id, request.using, exclude)
-        else:
-            query = check_vector(collection, request.using, request.vector or [])
         if segment is None:
             return SearchResult([], "exact")
-        k = request.offset + request.limit + (1 if exclude is not None else 0)
+        k = request.offset + request.limit + len(target.exclude)
         detail: dict[str, Any] = {}
         allowed = None
         if request.filter is not None:
@@ -88,20 +107,11 @@ class SearchService:
                 "filter_ms": round(found.seconds * 1000, 3),
             }
         started = time.perf_counter()
-        hits: SearchHits = await self.cpu.run(
-            segment.search,
-            query,
-            k,
-            ef=request.hnsw_ef,
-            exact=request.exact,
-            score_threshold=request.score_threshold,
-            indexed_only=request.indexed_only,
-            allowed=allowed,
-        )
+        hits = await self._hits(segment, target, k, request, allowed)
         chosen = [
             (pid, score, version)
             for pid, score, version in zip(hits.ids, hits.scores, hits.versions, strict=True)
-            if pid != exclude
+            if pid not in target.exclude
         ][request.offset : request.offset + request.limit]
         detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
@@ -114,23 +124,89 @@ class SearchService:
     ) -> list[SearchResult]:
         return [await self.search(name, request) for request in requests]
 
+    def target(self, collection: Collection, request: SearchRequest) -> Target:
+        """The query vector (or recommend scorer) of a request, with its checks and 404s."""
+        if request.recommend is not None:
+            examples = recommend.resolve(
+                self.catalog, self.registry, collection, request.using, request.recommend
+            )
+            strategy = request.recommend.strategy
+            if strategy is Strategy.AVERAGE_VECTOR:
+                return Target(examples.average(), exclude=examples.exclude)
+            scorer = recommend.scorer(collection, request.using, examples, strategy)
+            return Target(None, scorer, examples.exclude)
+        if request.point_id is not None:
+            # Qdrant leaves the point a query is made from out of its own results.
+            point_id = canonical_id(request.point_id, collection)
+            vector = recommend.stored_vector(self.registry, collection, request.using, point_id)
+            return Target(vector, exclude=frozenset({point_id}))
+        return Target(check_vector(collection, request.using, request.vector or []))
+
+    def resumable_target(self, name: str, request: SearchRequest) -> Target:
+        """The single query vector a resumable session follows, and the ids it leaves out.
+
+        The session engine walks outward from one vector, so it takes nearest queries and
+        `average_vector` recommend queries (whose query is that average); `best_score` and
+        `sum_scores` rank by several examples at once and have no such vector.
+        """
+        recommendation = request.recommend
+        if recommendation is not None and recommendation.strategy is not Strategy.AVERAGE_VECTOR:
+            raise BadRequest(
+                "Wrong input: resumable queries take nearest queries and recommend queries "
+                f"with the average_vector strategy, not {recommendation.strategy.value}"
+            )
+        if request.is_listing:
+            raise BadRequest("Wrong input: resumable queries take a query vector")
+        return self.target(self.catalog.get(name), request)
+
+    async def _hits(
+        self,
+        segment: Segment,
+        target: Target,
+        k: int,
+        request: SearchRequest,
+        allowed: np.ndarray | None,
+    ) -> SearchHits:
+        options = {
+            "ef": request.hnsw_ef,
+            "exact": request.exact,
+            "score_threshold": request.score_threshold,
+            "allowed": allowed,
+        }
+        if target.scorer is not None:
+            return await self.cpu.run(
+                functools.partial(segment.recommend, target.scorer, k, **options)
+            )
+        return await self.cpu.run(
+            functools.partial(
+                segment.search, target.vector, k, indexed_only=request.indexed_only, **options
+            )
+        )
+
+    async def _listing(self, name: str, request: SearchRequest) -> SearchResult:
+        """Qdrant's query without a query: points in id order (or by `order_by`), with the
+        filter, as scored points of score 1 (qdrant-client local mode's rendering)."""
+        records, _ = await self.points.scroll(
+            name,
+            None,
+            request.offset + request.limit,
+            request.payload,
+            request.vectors,
+            request.filter,
+            request.order_by,
+        )
+        records = records[request.offset :]
+        for record in records:
+            record.score = 1.0
+        self.plan_counts["scroll"] += 1
+        return SearchResult(records, "scroll")
+
     @staticmethod
     def _check_limits(request: SearchRequest) -> None:
         check_count("limit", request.limit, minimum=1)
         check_count("offset", request.offset)
         if request.hnsw_ef is not None:
             check_count("hnsw_ef", request.hnsw_ef, minimum=1)
-
-    def _stored_vector(
-        self, collection: Collection, namespace_id: int, using: str, point_id: PointId
-    ) -> np.ndarray:
-        if using not in collection.config.vectors:
-            check_vector(collection, using, [])  # raises Qdrant's unknown-name error
-        segment = self.registry.get(namespace_id, using)
-        vector = segment.vector(point_id) if segment is not None else None
-        if vector is None:
-            raise NotFound(f"Not found: No point with id {point_id} found")
-        return vector
 
     async def _attach(
         self,

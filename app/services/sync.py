@@ -127,6 +127,7 @@ class ChangeFeed:
         fresh = Catalog()
         async with self.db.connect() as conn:
             await fresh.load(conn)
+        self.catalog.set_aliases(fresh.aliases())
         known = {c.id: c for c in self.catalog.all()}
         current = {c.id: c for c in fresh.all()}
         for collection_id, collection in known.items():

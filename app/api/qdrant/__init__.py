@@ -7,6 +7,7 @@ from litestar.datastructures import State
 
 from app.api.auth import PUBLIC
 from app.api.qdrant.controllers import (
+    AliasesController,
     CollectionsController,
     PointsController,
     ResumableController,
@@ -31,6 +32,7 @@ qdrant_router = Router(
     path="/",
     route_handlers=[
         version_info,
+        AliasesController,
         CollectionsController,
         PointsController,
         SearchController,

@@ -14,7 +14,8 @@ from app.api.envelope import qdrant_ok
 from app.api.qdrant import parse, render, schemas
 from app.errors import BadRequest, NotFound
 from app.services.container import Services
-from app.services.search import SearchResult
+from app.services.groups import GroupService, GroupSpec
+from app.services.search import SearchRequest, SearchResult
 from app.services.sessions import SessionSpec, owner_of
 from app.services.writes import Delete
 
@@ -39,6 +40,20 @@ class CollectionsController(Controller):
     async def list_collections(self, request: Request, services: Services) -> Response:
         names = [{"name": c.name} for c in services.collections.list()]
         return qdrant_ok(request, {"collections": names})
+
+    @post("/aliases", status_code=200)
+    async def update_aliases(
+        self, request: Request, services: Services, data: schemas.ChangeAliases
+    ) -> Response:
+        await services.collections.update_aliases(parse.alias_actions(data))
+        return qdrant_ok(request, True)
+
+    @get("/{collection_name:str}/aliases", opt=READ_ONLY)
+    async def collection_aliases(
+        self, request: Request, services: Services, collection_name: str
+    ) -> Response:
+        pairs = services.collections.aliases(collection_name)
+        return qdrant_ok(request, render.aliases(pairs))
 
     @put("/{collection_name:str}")
     async def create_collection(
@@ -83,6 +98,16 @@ class CollectionsController(Controller):
         self, request: Request, services: Services, collection_name: str
     ) -> Response:
         return qdrant_ok(request, await services.collections.delete(collection_name))
+
+
+class AliasesController(Controller):
+    path = "/aliases"
+    tags = ["qdrant: collections"]
+    dependencies = {"services": Provide(provide_services)}
+
+    @get("/", opt=READ_ONLY)
+    async def list_aliases(self, request: Request, services: Services) -> Response:
+        return qdrant_ok(request, render.aliases(services.collections.aliases()))
 
 
 async def _write(
@@ -269,6 +294,7 @@ class PointsController(Controller):
             parse.payload_selector(data.with_payload),
             parse.vector_selector(data.with_vector),
             parse.filter_node(data.filter),
+            parse.order_by(data.order_by),
         )
         named = services.collections.get(collection_name).config.named
         return qdrant_ok(
@@ -298,6 +324,32 @@ def _plans(results: list[SearchResult]) -> dict[str, str]:
     }
 
 
+async def _answer(
+    services: Services, collection_name: str, searches: list[SearchRequest]
+) -> tuple[list[list[dict[str, Any]]], dict[str, str]]:
+    """Run searches in order; each as ScoredPoints, and the plan headers of all."""
+    results = await services.search.search_batch(collection_name, searches)
+    named = services.collections.get(collection_name).config.named
+    body = [[render.scored_point(p, named) for p in r.points] for r in results]
+    return body, _plans(results)
+
+
+async def _grouped(
+    request: Request,
+    services: Services,
+    collection_name: str,
+    search: SearchRequest,
+    spec: GroupSpec,
+) -> Response:
+    found = await GroupService(services.search, services.points).groups(
+        collection_name, search, spec
+    )
+    named = services.collections.get(collection_name).config.named
+    lookup = spec.lookup.collection if spec.lookup else collection_name
+    lookup_named = services.collections.get(lookup).config.named
+    return qdrant_ok(request, render.groups(found, named, lookup_named))
+
+
 class SearchController(Controller):
     path = "/collections/{collection_name:str}/points"
     tags = ["qdrant: search"]
@@ -307,39 +359,86 @@ class SearchController(Controller):
     async def query_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryPoints
     ) -> Response:
-        result = await services.search.search(collection_name, parse.query_request(data))
-        named = services.collections.get(collection_name).config.named
-        points = [render.scored_point(p, named) for p in result.points]
-        return qdrant_ok(request, {"points": points}, _plans([result]))
+        search = [parse.query_request(data)]
+        (points,), headers = await _answer(services, collection_name, search)
+        return qdrant_ok(request, {"points": points}, headers)
 
     @post("/query/batch", status_code=200, opt=READ_ONLY)
     async def query_batch(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryBatch
     ) -> Response:
-        requests = [parse.query_request(search) for search in data.searches]
-        results = await services.search.search_batch(collection_name, requests)
-        named = services.collections.get(collection_name).config.named
-        body = [{"points": [render.scored_point(p, named) for p in r.points]} for r in results]
-        return qdrant_ok(request, body, _plans(results))
+        searches = [parse.query_request(search) for search in data.searches]
+        body, headers = await _answer(services, collection_name, searches)
+        return qdrant_ok(request, [{"points": points} for points in body], headers)
+
+    @post("/query/groups", status_code=200, opt=READ_ONLY)
+    async def query_groups(
+        self, request: Request, services: Services, collection_name: str, data: schemas.QueryGroups
+    ) -> Response:
+        search, spec = parse.query_request(data), parse.group_spec(data)
+        return await _grouped(request, services, collection_name, search, spec)
 
     @post("/search", status_code=200, opt=READ_ONLY)
     async def search_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.SearchPoints
     ) -> Response:
-        result = await services.search.search(collection_name, parse.search_request(data))
-        named = services.collections.get(collection_name).config.named
-        points = [render.scored_point(p, named) for p in result.points]
-        return qdrant_ok(request, points, _plans([result]))
+        search = [parse.search_request(data)]
+        (points,), headers = await _answer(services, collection_name, search)
+        return qdrant_ok(request, points, headers)
 
     @post("/search/batch", status_code=200, opt=READ_ONLY)
     async def search_batch(
         self, request: Request, services: Services, collection_name: str, data: schemas.SearchBatch
     ) -> Response:
-        requests = [parse.search_request(search) for search in data.searches]
-        results = await services.search.search_batch(collection_name, requests)
-        named = services.collections.get(collection_name).config.named
-        body = [[render.scored_point(p, named) for p in r.points] for r in results]
-        return qdrant_ok(request, body, _plans(results))
+        searches = [parse.search_request(search) for search in data.searches]
+        body, headers = await _answer(services, collection_name, searches)
+        return qdrant_ok(request, body, headers)
+
+    @post("/search/groups", status_code=200, opt=READ_ONLY)
+    async def search_groups(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.SearchGroups,
+    ) -> Response:
+        search, spec = parse.search_request(data), parse.group_spec(data)
+        return await _grouped(request, services, collection_name, search, spec)
+
+    @post("/recommend", status_code=200, opt=READ_ONLY)
+    async def recommend_points(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.RecommendPoints,
+    ) -> Response:
+        search = [parse.recommend_request(data)]
+        (points,), headers = await _answer(services, collection_name, search)
+        return qdrant_ok(request, points, headers)
+
+    @post("/recommend/batch", status_code=200, opt=READ_ONLY)
+    async def recommend_batch(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.RecommendBatch,
+    ) -> Response:
+        searches = [parse.recommend_request(search) for search in data.searches]
+        body, headers = await _answer(services, collection_name, searches)
+        return qdrant_ok(request, body, headers)
+
+    @post("/recommend/groups", status_code=200, opt=READ_ONLY)
+    async def recommend_groups(
+        self,
+        request: Request,
+        services: Services,
+        collection_name: str,
+        data: schemas.RecommendGroups,
+    ) -> Response:
+        search, spec = parse.recommend_request(data), parse.group_spec(data)
+        return await _grouped(request, services, collection_name, search, spec)
 
 
 class ResumableController(Controller):
@@ -365,14 +464,14 @@ class ResumableController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         search = parse.query_request(data)
-        if search.vector is None:
-            raise BadRequest("Wrong input: resumable queries take a query vector")
+        target = services.search.resumable_target(collection_name, search)
+        assert target.vector is not None
         spec = SessionSpec(
-            collection=collection_name,
+            collection=collection.name,
             namespace="",
-            vector=list(search.vector),
+            vector=target.vector.tolist(),
             vector_name=search.using,
-            filter=data.filter,
+            filter=parse.excluding(data.filter, target.exclude),
             payload=search.payload,
             vectors=search.vectors,
             hnsw_ef=search.hnsw_ef,
@@ -395,7 +494,7 @@ class ResumableController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         owner = owner_of(presented_key(request.scope))
-        records = await services.sessions.next(session_id, data.limit, owner, collection_name)
+        records = await services.sessions.next(session_id, data.limit, owner, collection.name)
         named = collection.config.named
         return qdrant_ok(request, {"points": [render.scored_point(r, named) for r in records]})
 
@@ -403,7 +502,7 @@ class ResumableController(Controller):
     async def stop(
         self, request: Request, services: Services, collection_name: str, session_id: str
     ) -> Response:
-        services.collections.get(collection_name)
+        collection = services.collections.get(collection_name)
         owner = owner_of(presented_key(request.scope))
-        await services.sessions.end(session_id, owner, collection_name)
+        await services.sessions.end(session_id, owner, collection.name)
         return qdrant_ok(request, True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
 
 from app.api.qdrant import schemas
 from app.errors import BadRequest, ValidationFailed
+from app.index.recommend import Strategy
 from app.models import (
     DEFAULT_VECTOR,
     Collection,
@@ -18,8 +21,11 @@ from app.models import (
     hnsw_from_json,
 )
 from app.services import writes
+from app.services.collections import AliasAction
+from app.services.groups import GroupSpec, Lookup
 from app.services.payloads import PayloadSelector, VectorSelector
-from app.services.points import PointInput, PointService
+from app.services.points import OrderBy, PointInput, PointService
+from app.services.recommend import LookupFrom, Recommend
 from app.services.search import SearchRequest
 from app.services.writes import Operation, PointSelector
 
@@ -150,14 +156,25 @@ def vector_selector(raw: Any) -> VectorSelector:
     raise BadRequest("Wrong input: with_vector must be a bool or a list of vector names")
 
 
-def _nearest(query: Any) -> Any:
-    """The vector-or-id a query is for: a bare VectorInput or `{"nearest": ...}`."""
+def _query_target(query: Any, using: str) -> dict[str, Any]:
+    """The SearchRequest fields a `query` sets: nearest (a bare VectorInput or
+    `{"nearest": …}`), `{"recommend": …}`, `{"order_by": …}`, or nothing (no query)."""
+    if query is None:
+        return {"using": using}
+    if isinstance(query, dict) and "recommend" in query and len(query) == 1:
+        return {"using": using, "recommend": recommend_query(query["recommend"], "query")}
+    if isinstance(query, dict) and "order_by" in query and len(query) == 1:
+        return {"using": using, "order_by": order_by(query["order_by"])}
     if isinstance(query, dict):
         if set(query) == {"nearest"} or ("nearest" in query and set(query) <= {"nearest", "mmr"}):
-            return query["nearest"]
-        kinds = ", ".join(sorted(query))
-        raise BadRequest(f"Wrong input: query type {kinds!r} is not supported by this server yet")
-    return query
+            query = query["nearest"]
+        else:
+            kinds = ", ".join(sorted(query))
+            raise BadRequest(
+                f"Wrong input: query type {kinds!r} is not supported by this server yet"
+            )
+    vector, point_id, using = _vector_or_id(query, using, "query")
+    return {"vector": vector, "point_id": point_id, "using": using}
 
 
 def _vector_or_id(value: Any, using: str, where: str) -> tuple[Any, Any, str]:
@@ -175,7 +192,63 @@ def _vector_or_id(value: Any, using: str, where: str) -> tuple[Any, Any, str]:
     raise BadRequest(f"Wrong input: {where} must be a vector or a point id")
 
 
-def _params(body: schemas.QueryPoints | schemas.SearchPoints) -> dict[str, Any]:
+def _examples(raw: Any, where: str) -> tuple[Any, ...]:
+    """Recommend examples: each a raw vector (a list) or a point id."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadRequest(f"Wrong input: {where} must be a list of point ids or vectors")
+    for position, example in enumerate(raw):
+        if isinstance(example, bool) or not isinstance(example, int | str | list):
+            raise BadRequest(f"Wrong input: {where}[{position}] must be a point id or a vector")
+    return tuple(raw)
+
+
+_STRATEGIES = {s.value: s for s in Strategy}
+
+
+def recommend_query(raw: Any, where: str, lookup: Any = None) -> Recommend:
+    """`{"positive", "negative", "strategy"}` (query API or legacy body) as a Recommend."""
+    if not isinstance(raw, dict):
+        raise BadRequest(f"Wrong input: {where}.recommend must be an object")
+    strategy = raw.get("strategy") or Strategy.AVERAGE_VECTOR.value
+    if strategy not in _STRATEGIES:
+        raise BadRequest(
+            f"Wrong input: strategy must be one of {', '.join(_STRATEGIES)} (got {strategy!r})"
+        )
+    return Recommend(
+        positive=_examples(raw.get("positive"), "positive"),
+        negative=_examples(raw.get("negative"), "negative"),
+        strategy=_STRATEGIES[strategy],
+        lookup_from=lookup_from(lookup),
+    )
+
+
+def lookup_from(raw: Any) -> LookupFrom | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and isinstance(raw.get("collection"), str):
+        vector = raw.get("vector")
+        if vector is None or isinstance(vector, str):
+            return LookupFrom(raw["collection"], vector)
+    raise BadRequest('Wrong input: lookup_from must be {"collection": name, "vector": name}')
+
+
+def order_by(raw: Any) -> OrderBy | None:
+    """Scroll / query `order_by`: a key, or `{"key", "direction", "start_from"}`."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return OrderBy(raw)
+    if isinstance(raw, dict) and isinstance(raw.get("key"), str):
+        direction = raw.get("direction") or "asc"
+        if direction not in ("asc", "desc"):
+            raise BadRequest("Wrong input: order_by.direction must be asc or desc")
+        return OrderBy(raw["key"], direction == "desc", raw.get("start_from"))
+    raise BadRequest('Wrong input: order_by must be a key or {"key", "direction", "start_from"}')
+
+
+def _params(body: Any) -> dict[str, Any]:
     params = body.params or schemas.SearchParams()
     return {
         "hnsw_ef": params.hnsw_ef,
@@ -184,44 +257,73 @@ def _params(body: schemas.QueryPoints | schemas.SearchPoints) -> dict[str, Any]:
     }
 
 
+def _common(body: Any, with_vector: Any) -> dict[str, Any]:
+    """The fields every search body shares: paging, threshold, selectors, filter, params."""
+    return {
+        "limit": body.limit,
+        "offset": body.offset,
+        "score_threshold": body.score_threshold,
+        "payload": payload_selector(body.with_payload),
+        "vectors": vector_selector(with_vector),
+        "filter": filter_node(body.filter),
+        **_params(body),
+    }
+
+
 def query_request(body: schemas.QueryPoints) -> SearchRequest:
     if body.prefetch:
         raise BadRequest("Wrong input: prefetch is not supported by this server yet")
-    if body.query is None:
-        raise BadRequest("Wrong input: a query without `query` is not supported yet")
-    vector, point_id, using = _vector_or_id(
-        _nearest(body.query), body.using or DEFAULT_VECTOR, "query"
-    )
+    target = _query_target(body.query, body.using or DEFAULT_VECTOR)
+    if "recommend" in target:
+        target["recommend"] = dataclasses.replace(
+            target["recommend"], lookup_from=lookup_from(body.lookup_from)
+        )
     with_vector = body.with_vector if body.with_vectors is None else body.with_vectors
-    return SearchRequest(
-        vector=vector,
-        point_id=point_id,
-        using=using,
-        limit=body.limit,
-        offset=body.offset,
-        score_threshold=body.score_threshold,
-        payload=payload_selector(body.with_payload),
-        vectors=vector_selector(with_vector),
-        filter=filter_node(body.filter),
-        **_params(body),
-    )
+    return SearchRequest(**target, **_common(body, with_vector))
 
 
 def search_request(body: schemas.SearchPoints) -> SearchRequest:
     vector, point_id, using = _vector_or_id(body.vector, DEFAULT_VECTOR, "vector")
     if point_id is not None:
         raise BadRequest("Wrong input: vector must be a list of numbers or {name, vector}")
+    return SearchRequest(vector=vector, using=using, **_common(body, body.with_vector))
+
+
+def recommend_request(body: schemas.RecommendPoints) -> SearchRequest:
+    """The legacy `points/recommend` body as a recommend query."""
+    raw = {"positive": body.positive, "negative": body.negative, "strategy": body.strategy}
     return SearchRequest(
-        vector=vector,
-        using=using,
-        limit=body.limit,
-        offset=body.offset,
-        score_threshold=body.score_threshold,
-        payload=payload_selector(body.with_payload),
-        vectors=vector_selector(body.with_vector),
-        filter=filter_node(body.filter),
-        **_params(body),
+        recommend=recommend_query(raw, "body", body.lookup_from),
+        using=body.using or DEFAULT_VECTOR,
+        **_common(body, body.with_vector),
     )
+
+
+def group_spec(body: Any) -> GroupSpec:
+    """`group_by`, `group_size`, `limit` and `with_lookup` of a groups body."""
+    return GroupSpec(
+        group_by=body.group_by,
+        group_size=body.group_size,
+        limit=body.limit,
+        lookup=with_lookup(body.with_lookup),
+    )
+
+
+def with_lookup(raw: Any) -> Lookup | None:
+    """A collection name, or `{"collection", "with_payload" (default true), "with_vectors"}`."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return Lookup(raw)
+    if isinstance(raw, dict) and isinstance(raw.get("collection"), str):
+        payload = raw.get("with_payload")
+        vectors = raw.get("with_vectors", raw.get("with_vector"))
+        return Lookup(
+            raw["collection"],
+            payload_selector(True if payload is None else payload),
+            vector_selector(vectors),
+        )
+    raise BadRequest('Wrong input: with_lookup must be a collection name or {"collection": …}')
 
 
 def filter_node(raw: Any) -> Any:
@@ -235,6 +337,16 @@ def filter_node(raw: Any) -> Any:
             "Wrong input: payload filters are not supported by this server yet"
         ) from None
     return parse_qdrant_filter(raw)
+
+
+def excluding(raw: dict[str, Any] | None, ids: Iterable[Any]) -> dict[str, Any] | None:
+    """A JSON filter that also leaves out `ids` (`must_not: has_id`), as Qdrant does with
+    recommend example ids; for requests stored as sent (resumable sessions)."""
+    ids = list(ids)
+    if not ids:
+        return raw
+    clause: dict[str, Any] = {"must_not": [{"has_id": ids}]}
+    return {**clause, "must": [raw]} if raw else clause
 
 
 def selector(points: list[Any] | None, filter_: Any) -> PointSelector:
@@ -302,3 +414,34 @@ def batch_operations(
         else:
             raise BadRequest(f"Wrong input: {where}: unknown operation")
     return operations
+
+
+_ALIAS_FIELDS = {
+    "create_alias": ("alias_name", "collection_name"),
+    "delete_alias": ("alias_name",),
+    "rename_alias": ("old_alias_name", "new_alias_name"),
+}
+
+
+def alias_actions(body: schemas.ChangeAliases) -> list[AliasAction]:
+    """`{"actions": [{"create_alias": {...}}, {"delete_alias": …}, {"rename_alias": …}]}`."""
+    actions = []
+    for position, item in enumerate(body.actions):
+        kind = next(iter(item), None) if len(item) == 1 else None
+        fields = _ALIAS_FIELDS.get(kind or "")
+        raw = item.get(kind) if kind else None
+        if fields is None or not isinstance(raw, dict):
+            raise BadRequest(
+                f"Wrong input: actions[{position}] must be one of {', '.join(_ALIAS_FIELDS)}"
+            )
+        values = [raw.get(f) for f in fields]
+        if not all(isinstance(v, str) and v for v in values):
+            raise BadRequest(f"Wrong input: actions[{position}].{kind} needs {', '.join(fields)}")
+        verb = kind.removesuffix("_alias")
+        if verb == "create":
+            actions.append(AliasAction("create", values[0], collection=values[1]))
+        elif verb == "rename":
+            actions.append(AliasAction("rename", values[0], new_alias=values[1]))
+        else:
+            actions.append(AliasAction("delete", values[0]))
+    return actions

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.models import DEFAULT_VECTOR, Collection
 from app.services.collections import CollectionStats
+from app.services.groups import Group
 from app.services.points import Record
 
 
@@ -20,6 +21,8 @@ def record(point: Record, named: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"id": point.id, "payload": point.payload}
     if point.vectors is not None:
         out["vector"] = _vector_output(point, named)
+    if "order_value" in point.extra:
+        out["order_value"] = point.extra["order_value"]
     return out
 
 
@@ -29,7 +32,23 @@ def scored_point(point: Record, named: bool) -> dict[str, Any]:
         out["payload"] = point.payload
     if point.vectors is not None:
         out["vector"] = _vector_output(point, named)
+    if "order_value" in point.extra:
+        out["order_value"] = point.extra["order_value"]
     return out
+
+
+def groups(found: list[Group], named: bool, lookup_named: bool) -> dict[str, Any]:
+    """A GroupsResult: each group's id, hits (ScoredPoints) and lookup Record if any."""
+    out = []
+    for group in found:
+        item: dict[str, Any] = {
+            "id": group.id,
+            "hits": [scored_point(hit, named) for hit in group.hits],
+        }
+        if group.lookup is not None:
+            item["lookup"] = record(group.lookup, lookup_named)
+        out.append(item)
+    return {"groups": out}
 
 
 def collection_info(collection: Collection, stats: CollectionStats) -> dict[str, Any]:
@@ -75,3 +94,7 @@ def collection_info(collection: Collection, stats: CollectionStats) -> dict[str,
         },
         "payload_schema": {},
     }
+
+
+def aliases(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"aliases": [{"alias_name": a, "collection_name": c} for a, c in pairs]}

@@ -106,6 +106,12 @@ class QueryPoints(Body):
     shard_key: Any = None
 
 
+class QueryGroups(QueryPoints, kw_only=True):
+    group_by: str
+    group_size: int = 3
+    with_lookup: Any = None
+
+
 class ResumableQuery(QueryPoints):
     max_idle: int = 3600  # seconds without a page before the session expires
 
@@ -132,6 +138,40 @@ class SearchPoints(Body):
 
 class SearchBatch(Body):
     searches: list[SearchPoints]
+
+
+class SearchGroups(SearchPoints, kw_only=True):
+    group_by: str
+    group_size: int
+    with_lookup: Any = None
+
+
+class RecommendPoints(Body):
+    """The legacy `points/recommend` body (examples are ids or raw vectors)."""
+
+    limit: int
+    positive: list[Any] | None = None
+    negative: list[Any] | None = None
+    strategy: str | None = None
+    filter: dict[str, Any] | None = None
+    params: SearchParams | None = None
+    offset: int = 0
+    with_payload: Any = False
+    with_vector: Any = False
+    score_threshold: float | None = None
+    using: str | None = None
+    lookup_from: Any = None
+    shard_key: Any = None
+
+
+class RecommendBatch(Body):
+    searches: list[RecommendPoints]
+
+
+class RecommendGroups(RecommendPoints, kw_only=True):
+    group_by: str
+    group_size: int
+    with_lookup: Any = None
 
 
 class SetPayload(Body):
@@ -175,3 +215,7 @@ class DeleteVectors(Body):
 
 class BatchUpdate(Body):
     operations: list[dict[str, Any]]
+
+
+class ChangeAliases(Body):
+    actions: list[dict[str, Any]]
