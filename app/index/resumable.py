@@ -102,7 +102,7 @@ class ResumableQuery:
         *,
         allow: Allow | None = None,
         expected_matches: int | None = None,
-        ef: int = 64,
+        ef: int = 128,
         exact_threshold: int = 30_000,
         mode: str | None = None,
     ) -> ResumableQuery:
@@ -110,6 +110,8 @@ class ResumableQuery:
 
         EXACT when the estimate is at most `exact_threshold` or below 8 % of the live points
         (or there is no graph), GRAPH otherwise; `mode` forces one ("exact" / "graph").
+        `ef` is the width of hnswlib's search for the first page and the walk's first window:
+        at M=16 / ef_construct=100, synth-100k needs ef 128 for recall@10 0.96 (0.92 at 64).
         """
         scorer = Scorer(segment.distance, _prepare(segment, query))
         ef = max(1, min(ef, 0xFFFF))

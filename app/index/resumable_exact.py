@@ -43,7 +43,9 @@ class ExactScan:
         self._ready: list[Entry] = []  # pulled rows, a heap
         self._safe = -math.inf  # ready entries with a key <= this can be emitted
         self._chunk = FIRST_CHUNK
-        self._rows, self._approx, self._tol = self._approximate(rows, sq_norms)
+        self._rows = rows  # not pulled yet, with their fast keys:
+        self._approx = scorer.fast_keys_of(segment._vectors, sq_norms, rows)
+        self._tol = scorer.fast_key_error(sq_norms[rows])
         self.cursor: Entry | None = None
         if cursor is not None:
             key, row = cursor
@@ -68,12 +70,6 @@ class ExactScan:
     def position(self) -> tuple[float, int] | None:
         """The cursor as (key, row) for the state; None before the first result."""
         return None if self.cursor is None else (self.cursor[0], self.cursor[2])
-
-    def _approximate(
-        self, rows: np.ndarray, sq_norms: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        keys = self._scorer.fast_keys_of(self._segment._vectors, sq_norms, rows)
-        return rows, keys, self._scorer.fast_key_error(sq_norms[rows])
 
     def _skip_to_cursor(self, cursor: Entry) -> None:
         """Drop rows at or before the cursor; only rows within `tol` of it need exact keys."""

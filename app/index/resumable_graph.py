@@ -37,7 +37,7 @@ from app.index.segment import Segment
 DISCOVERED, EXPANDED, EMITTED, PENDING = 1, 2, 4, 8
 HOT_ENTRIES = 256
 WINDOW_GROWTH = 2  # the window holds at least this many pending results per emitted one ...
-WINDOW_CAP = 4096  # ... up to this many
+WINDOW_CAP = 2048  # ... up to this many (4096 gained 0.001-0.002 recall at 10k for ~1 KB)
 
 
 class Frontier:
@@ -249,7 +249,7 @@ class GraphWalk:
             batch=self.batch,
             expanded=np.flatnonzero(status & EXPANDED),
             pending=np.array(pending, dtype=np.int64),
-            seeds=self.seeds,
+            seeds=self.seeds[status[self.seeds] & EXPANDED == 0],  # expanded ones: in E
             emitted_unexpanded=np.flatnonzero(status & (EMITTED | EXPANDED) == EMITTED),
         )
 

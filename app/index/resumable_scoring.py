@@ -3,11 +3,13 @@
 A resumable query compares distances computed on different pages, on different calls and
 after a cold resume. BLAS is fast but not reproducible per row: `X @ q` may round a row
 differently depending on where it sits in the batch, so a point could sort before the cursor
-on one page and after it on the next (a duplicate or a gap). `np.einsum` with float64
-accumulation gives every row the same bits whatever batch it is in (float32 x float32
-products are exact in float64), so it is the one code path for every key that is compared
-across calls. Scans of many rows use a cheap float32 key plus a proven error bound instead,
-and re-key only the few rows whose order the bound cannot settle (see `ExactScan`).
+on one page and after it on the next (a duplicate or a gap). `np.einsum` gives every row
+the same bits whatever batch it is in (its loop order depends on the row length only; the
+tests check it on the running build), and with float64 accumulation it is also precise
+(float32 x float32 products are exact in float64), so it is the one code path for every key
+that is compared across calls. Scans of many rows use a cheap float32 key plus a proven
+error bound instead, and re-key only the few rows whose order the bound cannot settle (see
+`ExactScan`).
 
 Keys are "smaller is better": minus the dot product (Cosine, Dot) or the squared L2
 distance (Euclid, the quantity hnswlib's `l2` space uses too), computed as

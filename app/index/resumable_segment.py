@@ -109,7 +109,8 @@ class SegmentInfo:
         """The cached snapshot of the current graph, re-read if it lags too far behind.
 
         Caller holds the read lock, which keeps `add_items` (a writer) out while hnswlib
-        copies itself.
+        copies itself. Queries arriving meanwhile wait for that one copy rather than each
+        making their own.
         """
         generation = self.generation(segment)
         graph = segment._graph

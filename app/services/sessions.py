@@ -305,7 +305,7 @@ class SessionService:
             query,
             allow=allow,
             expected_matches=gate.expected(segment),
-            ef=max(spec.hnsw_ef or 64, 16),
+            ef=max(spec.hnsw_ef or 128, 16),
             exact_threshold=self.exact_threshold,
             mode="exact" if state else None,
         )
