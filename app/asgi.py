@@ -24,7 +24,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = Litestar(
-        route_handlers=[system.healthz, system.readyz, qdrant_router, UpstashController],
+        route_handlers=[
+            system.healthz,
+            system.readyz,
+            system.metrics,
+            qdrant_router,
+            UpstashController,
+        ],
         lifespan=[services_lifespan],
         before_request=mark_started,
         middleware=[ServerTimingMiddleware(), ApiKeyMiddleware()],

@@ -37,6 +37,16 @@ def search(url: str, key: str, value: int, limit: int = 10) -> httpx.Response:
     return response
 
 
+def wide_search(url: str) -> httpx.Response:
+    """800 of 2000 points match: more than the exact threshold, so the graph is searched."""
+    body = {
+        "query": [0.0] * 8,
+        "limit": 10,
+        "filter": {"must": [{"key": "c10", "match": {"any": [1, 2, 3, 4]}}]},
+    }
+    return httpx.post(f"{url}/collections/plans/points/query", json=body)
+
+
 def ids(response: httpx.Response) -> list[int]:
     return [p["id"] for p in response.json()["result"]["points"]]
 
@@ -48,12 +58,7 @@ def test_selective_filters_scan_and_broad_ones_use_the_graph(url: str) -> None:
     assert all(i % 100 == 7 for i in ids(narrow))
     broad = search(url, "c10", 3)  # 200 candidates... still under 300: exact
     assert broad.headers["waypoint-plan"] == "exact"
-    body = {
-        "query": [0.0] * 8,
-        "limit": 10,
-        "filter": {"must": [{"key": "c10", "match": {"any": [1, 2, 3, 4]}}]},  # 800
-    }
-    wide = httpx.post(f"{url}/collections/plans/points/query", json=body)
+    wide = wide_search(url)
     assert wide.headers["waypoint-plan"] == "hnsw"
     found = ids(wide)
     assert len(found) == 10 and all(i % 10 in (1, 2, 3, 4) for i in found)
@@ -73,3 +78,14 @@ def test_repeated_filters_are_cached_until_the_next_write(url: str) -> None:
     assert "filter=sql" in after.headers["waypoint-plan-detail"]
     assert 111 not in ids(after) and len(ids(after)) == 19
     assert 111 in ids(search(url, "c100", 12, limit=50))
+
+
+def test_plan_counts_are_exported_as_metrics(url: str) -> None:
+    search(url, "c100", 5)
+    wide_search(url)
+    text = httpx.get(f"{url}/metrics").text
+    counts = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("waypoint_search")
+    )
+    assert int(counts['waypoint_search_plans_total{plan="exact-filtered"}']) >= 1
+    assert int(counts['waypoint_search_plans_total{plan="hnsw-filtered"}']) >= 1

@@ -210,6 +210,17 @@ def test_upstash_sync_start_fetch_next_stop(upstash) -> None:
         handle.stop()
 
 
+def test_upstash_filter_is_frozen_for_the_session(upstash) -> None:
+    index = Index(url=f"{upstash.url}/upstash/docs", token="token")
+    scores, handle = index.resumable_query(
+        vector=[1.0, 0.0], top_k=1, filter="i >= 2 AND i != 3", include_metadata=True
+    )
+    assert [(s.id, s.metadata) for s in scores] == [("id2", {"i": 2})]
+    assert [s.id for s in handle.fetch_next(5)] == ["id4"]
+    assert handle.fetch_next(5) == []
+    handle.stop()
+
+
 def test_upstash_async_and_missing_namespace(upstash) -> None:
     async def run() -> None:
         index = AsyncIndex(url=f"{upstash.url}/upstash/docs", token="token")

@@ -19,3 +19,26 @@ def readyz(state: State) -> Response:
     if services is not None and services.ready:
         return Response({"status": "ready"}, status_code=200)
     return Response({"status": "loading"}, status_code=503)
+
+
+@get("/metrics", sync_to_thread=False, opt=PUBLIC, tags=["system"], media_type="text/plain")
+def metrics(state: State) -> str:
+    """Prometheus text: search plans chosen and resumable-query modes, since start-up."""
+    services = getattr(state, "services", None)
+    if services is None:
+        return ""
+    lines = [
+        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered).",
+        "# TYPE waypoint_search_plans_total counter",
+        *(
+            f'waypoint_search_plans_total{{plan="{plan}"}} {count}'
+            for plan, count in sorted(services.search.plan_counts.items())
+        ),
+        "# HELP waypoint_resumable_sessions_total Resumable queries started, by engine mode.",
+        "# TYPE waypoint_resumable_sessions_total counter",
+        *(
+            f'waypoint_resumable_sessions_total{{mode="{mode}"}} {count}'
+            for mode, count in sorted(services.sessions.plans.items())
+        ),
+    ]
+    return "\n".join(lines) + "\n"
