@@ -101,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd = commands.add_parser("serve", help="run the HTTP API")
     serve_cmd.add_argument("--host", default=os.environ.get("WAYPOINT_HOST", "0.0.0.0"))
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("WAYPOINT_PORT", 6333)))
-    serve_cmd.add_argument("--workers", type=int, default=1)
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WAYPOINT_WORKERS", 1)),
+        help="worker processes; they share one database and see each other's writes",
+    )
     serve_cmd.add_argument("--access-log", action="store_true")
     serve_cmd.set_defaults(run=serve)
 

@@ -125,7 +125,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--service-ef", type=ints, help="params.hnsw_ef sweep (default: --hnsw-ef)")
     g.add_argument("--service-db", default="postgresql://postgres@127.0.0.1:5432",
                    help="server on which a fresh waypoint_bench_<hex> database is created")
+    g.add_argument("--service-reuse", action="store_true",
+                   help="with --service-url: keep an existing green collection of the right size")
     g.add_argument("--upload-batch", type=int, default=1000, help="points per upsert request")
+    g.add_argument("--service-workers", type=int, default=1, help="python -m app serve --workers")
+    g.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the service (repeatable)")
     g.add_argument("--ready-timeout", type=float, default=1800.0,
                    help="seconds to wait for the service to start and for the collection to "
                    "turn green")
@@ -382,7 +387,9 @@ def started_service(args: argparse.Namespace, tag: str) -> Iterator[Service]:
            "WAYPOINT_DATA_DIR": str(data_dir)}
     log_path = args.out.parent / f"service-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(getattr(args, "service_workers", 1))]
+    env.update(dict(item.split("=", 1) for item in getattr(args, "service_env", []) or []))
     log(f"starting service: {' '.join(cmd)} (db {db}, log {log_path})")
     with log_path.open("w") as log_fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
@@ -428,40 +435,16 @@ def _url_port(url: str) -> int | None:
 def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: Service) -> None:
     """Create a collection, upload the base vectors, wait for green, sweep params.hnsw_ef."""
     import httpx
-    import msgspec
 
-    n, d = ds.base.shape
     coll = "bench_" + re.sub(r"\W", "_", ds.name)
-    distance = "Euclid" if ds.metric == "l2" else "Cosine"
-    meter = CpuMeter(svc.server_pids)
     with httpx.Client(base_url=svc.url, timeout=600) as http:
-        http.delete(f"/collections/{coll}")  # only matters for --service-url
-        r = http.put(f"/collections/{coll}", json={"vectors": {"size": d, "distance": distance}})
-        r.raise_for_status()
-        log(f"{ds.name}: service upload {n} points in batches of {args.upload_batch}")
-        request_s = 0.0
-        s = meter.start()
-        for lo in range(0, n, args.upload_batch):
-            hi = min(lo + args.upload_batch, n)
-            body = msgspec.json.encode(
-                {"batch": {"ids": list(range(lo, hi)), "vectors": ds.base[lo:hi].tolist()}})
-            t0 = time.perf_counter()
-            r = http.put(f"/collections/{coll}/points", params={"wait": "true"}, content=body,
-                         headers={"Content-Type": "application/json"})
-            request_s += time.perf_counter() - t0
-            if r.status_code != 200:
-                raise RuntimeError(f"upsert failed: HTTP {r.status_code} {r.text[:300]}")
-        cpu = meter.stop(s)
-        rep.add(dataset=ds.name, system="service", phase="load", rows=n,
-                batch=args.upload_batch, request_s=round(request_s, 3),
-                points_per_s=round(n / cpu["wall_s"], 1), **cpu)
-        log(f"{ds.name}: waiting for /readyz and collection status green")
-        s = meter.start()
-        info = wait_green(http, coll, args.ready_timeout)
+        info = reusable_collection(http, coll, ds) if args.service_reuse else None
+        if info is None:
+            info = upload_collection(http, coll, ds, args, rep, CpuMeter(svc.server_pids))
+        else:
+            log(f"{ds.name}: reusing collection {coll} ({info.get('points_count')} points)")
         hnsw = (info.get("config") or {}).get("hnsw_config") or {}
         config = f"m={hnsw.get('m')},efc={hnsw.get('ef_construct')}" if hnsw else "default"
-        rep.add(dataset=ds.name, system="service", phase="build", config=config,
-                points_count=info.get("points_count"), **meter.stop(s))
         r = http.post(f"/collections/{coll}/points/query",
                       json={"query": ds.queries[0].tolist(), "limit": K, "with_payload": False})
         log(f"{ds.name}: first query plan: {r.headers.get('waypoint-plan')}")
@@ -478,6 +461,54 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
             plans = {k.split(":", 1)[1]: v for k, v in res.info.items() if k.startswith("plan:")}
             search_row(rep, ds, "service", config, "hnsw_ef", ef, clients,
                        *load_row(res, ds.gt), plan=",".join(sorted(plans)), attempts=attempts)
+
+
+def reusable_collection(http: Any, coll: str, ds: Dataset) -> dict | None:
+    """Info of an existing green collection with all of the dataset's points, else None."""
+    r = http.get(f"/collections/{coll}")
+    if r.status_code != 200:
+        return None
+    info = r.json().get("result") or {}
+    vec = ((info.get("config") or {}).get("params") or {}).get("vectors") or {}
+    ok = (info.get("status") == "green" and info.get("points_count") == len(ds.base)
+          and vec.get("size") in (None, ds.dim))
+    return info if ok else None
+
+
+def upload_collection(http: Any, coll: str, ds: Dataset, args: argparse.Namespace,
+                      rep: JsonlWriter, meter: CpuMeter) -> dict:
+    """(Re)create ``coll``, upsert every base vector, wait until green; return its info."""
+    import msgspec
+
+    n, d = ds.base.shape
+    distance = "Euclid" if ds.metric == "l2" else "Cosine"
+    http.delete(f"/collections/{coll}")  # only matters for --service-url
+    r = http.put(f"/collections/{coll}", json={"vectors": {"size": d, "distance": distance}})
+    r.raise_for_status()
+    log(f"{ds.name}: service upload {n} points in batches of {args.upload_batch}")
+    request_s = 0.0
+    s = meter.start()
+    for lo in range(0, n, args.upload_batch):
+        hi = min(lo + args.upload_batch, n)
+        body = msgspec.json.encode(
+            {"batch": {"ids": list(range(lo, hi)), "vectors": ds.base[lo:hi].tolist()}})
+        t0 = time.perf_counter()
+        r = http.put(f"/collections/{coll}/points", params={"wait": "true"}, content=body,
+                     headers={"Content-Type": "application/json"})
+        request_s += time.perf_counter() - t0
+        if r.status_code != 200:
+            raise RuntimeError(f"upsert failed: HTTP {r.status_code} {r.text[:300]}")
+    cpu = meter.stop(s)
+    rep.add(dataset=ds.name, system="service", phase="load", rows=n, batch=args.upload_batch,
+            request_s=round(request_s, 3), points_per_s=round(n / cpu["wall_s"], 1), **cpu)
+    log(f"{ds.name}: waiting for /readyz and collection status green")
+    s = meter.start()
+    info = wait_green(http, coll, args.ready_timeout)
+    hnsw = (info.get("config") or {}).get("hnsw_config") or {}
+    rep.add(dataset=ds.name, system="service", phase="build",
+            config=f"m={hnsw.get('m')},efc={hnsw.get('ef_construct')}" if hnsw else "default",
+            points_count=info.get("points_count"), **meter.stop(s))
+    return info
 
 
 def wait_green(http: Any, coll: str, timeout: float) -> dict:
