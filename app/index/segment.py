@@ -262,7 +262,10 @@ class Segment:
         flags = np.zeros(self._count, dtype=np.uint8)
         flags[allowed] = 1
         bitmap = flags.tobytes()
-        want = min(max(ef or self.hnsw.ef_construct, k), len(allowed))
+        # A filter hides part of every neighbourhood the search walks through: widen ef by
+        # the inverse of the selectivity (at most 8x) so the same recall holds as unfiltered.
+        widen = min(8.0, len(self) / max(len(allowed), 1))
+        want = min(int(max(ef or self.hnsw.ef_construct, k) * widen), len(allowed))
         try:
             labels, _ = self._graph.knn_query(
                 query, k=want, num_threads=1, filter=lambda row: row < len(bitmap) and bitmap[row]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import repository
 from app.db.tables import points
 from app.errors import BadRequest
-from app.filters import Point, compile_predicate, compile_sql
+from app.filters import Point, SqlFilter, compile_predicate, compile_sql
 from app.models import Collection, PointId
 
 
@@ -32,11 +33,18 @@ def parse_filter(raw: Any, language: str) -> Any:
     return parse_qdrant_filter(raw)
 
 
+@lru_cache(maxsize=1024)
+def compiled(node: Any) -> SqlFilter:
+    """The SQL of a filter, built once: a filter that repeats (a tenant, a category) is
+    compiled on its first use only. AST nodes are frozen, so they key the cache."""
+    return compile_sql(node)
+
+
 async def matching_ids(
     conn: AsyncConnection, namespace_id: int, node: Any
 ) -> list[tuple[str, PointId]]:
     """(id text, wire id) of every point of the namespace that `node` matches."""
-    sql = compile_sql(node)
+    sql = compiled(node)
     if sql.recheck is None:
         return await repository.select_ids(conn, namespace_id, sql.where)
     predicate = compile_predicate(node)
@@ -58,7 +66,7 @@ async def filter_where(
     """
     if node is None:
         return None
-    sql = compile_sql(node)
+    sql = compiled(node)
     if sql.recheck is None:
         return sql.where
     ids = [text for text, _ in await matching_ids(conn, namespace_id, node)]

@@ -26,6 +26,7 @@ from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
 from app.services.filtering import filter_where, matching_ids
 from app.services.payloads import PayloadSelector, VectorSelector
+from app.services.statistics import TableStatistics
 from app.services.writes import (
     Delete,
     Operation,
@@ -127,6 +128,7 @@ class PointService:
         self.registry = registry
         self.cpu = cpu
         self.on_commit = on_commit
+        self.statistics = TableStatistics(db)
         self._write_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # ------------------------------------------------------------------- writes
@@ -179,6 +181,7 @@ class PointService:
             await self.cpu.run(lambda: [effect.apply() for effect in effects])
             self.on_commit()
         self.registry.notify()
+        self.statistics.wrote(sum(effect.rows for effect in effects))
         return max((effect.seq for effect in effects), default=0)
 
     async def _select_ids(

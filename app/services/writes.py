@@ -38,6 +38,7 @@ class Effect:
 
     seq: int = 0
     apply: Callable[[], None] = lambda: None
+    rows: int = 0  # points written or deleted
 
 
 @dataclass(slots=True)
@@ -87,7 +88,7 @@ class Upsert:
                 if lacking:
                     segment.delete(lacking)
 
-        return Effect(_last(seqs), apply)
+        return Effect(_last(seqs), apply, len(seqs))
 
 
 @dataclass(slots=True)
@@ -102,7 +103,7 @@ class Delete:
             for vector_name in ctx.collection.config.vectors:
                 ctx.segment(vector_name).delete(deleted)
 
-        return Effect(seq or 0, apply)
+        return Effect(seq or 0, apply, len(deleted))
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class ChangePayload:
         new = {pid: self.change(dict(payload or {})) for pid, payload in current.items()}
         seqs = await repository.update_payloads(conn, ctx.namespace_id, new)
         wire = await _wire_ids(conn, ctx, seqs)
-        return Effect(_last(seqs), lambda: _set_versions(ctx, wire, seqs))
+        return Effect(_last(seqs), lambda: _set_versions(ctx, wire, seqs), len(seqs))
 
 
 def set_payload(selector: PointSelector, payload: dict[str, Any], key: str | None) -> ChangePayload:
