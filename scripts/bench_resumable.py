@@ -201,7 +201,8 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
                         else None
                     ),
                     **{f"warm_ms_p{d}": ms[d - 1] for d in DEPTHS if d <= len(ms)},
-                    state_bytes=sum(state_bytes(sql, handle)[:2]),
+                    state_bytes=state_bytes(sql, handle)[0],
+                    emitted_seqs_bytes=state_bytes(sql, handle)[1],
                     mode=state_bytes(sql, handle)[2],
                 )
                 log(f"{ds.name}: query {i} done")
@@ -328,7 +329,12 @@ def summary(rows: list[dict], name: str) -> str:
         {"metric": "page-1 recall@10", "value": med(walks, "page1_recall")},
         {"metric": "cumulative recall @1,000", "value": med(walks, "cum_recall_1000")},
         {"metric": "cumulative recall @10,000", "value": med(walks, "cum_recall_10000")},
-        {"metric": "state bytes at the last page", "value": med(walks, "state_bytes")},
+        {"metric": "engine state bytes at the last page", "value": med(walks, "state_bytes")},
+        {
+            "metric": "returned-seqs bytes at the last page",
+            "value": med(walks, "emitted_seqs_bytes"),
+        },
+        {"metric": "engine mode", "value": ",".join(sorted({r["mode"] for r in walks}))},
     ]
     for depth in DEPTHS:
         lines.append(
