@@ -111,7 +111,8 @@ def dumps(state: QueryState) -> bytes:
     ]
     query = np.ascontiguousarray(state.query, dtype="<f4").tobytes()
     body = b"".join([header, query, *sets])
-    return MAGIC + bytes([VERSION]) + zlib.compress(body, 6)
+    # Level 1: a state is rewritten on every page; level 6 saves ~1 % of size for 2x the time.
+    return MAGIC + bytes([VERSION]) + zlib.compress(body, 1)
 
 
 def loads(blob: bytes) -> QueryState:

@@ -111,12 +111,30 @@ class LiveQuery:
 
 def encode_seqs(seqs: np.ndarray) -> bytes:
     """Sorted unique seqs as zlib-compressed deltas (a few bytes per id)."""
-    deltas = np.diff(np.concatenate([[0], np.unique(seqs)])).astype(np.int64)
+    seqs = np.asarray(seqs, dtype=np.int64)
+    deltas = np.diff(np.concatenate([[0], seqs])).astype(np.int64)
     return zlib.compress(deltas.tobytes(), 1)  # rewritten every page: speed over size
 
 
 def decode_seqs(blob: bytes) -> np.ndarray:
     return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
+
+
+def add_seqs(blob: bytes, new: np.ndarray) -> bytes:
+    """The stored seqs plus a page's: a linear merge into the sorted set (pages are small,
+    the set grows with depth, so no sort of the whole set per page)."""
+    seen = decode_seqs(blob) if blob else np.zeros(0, np.int64)
+    new = np.unique(new)
+    at = np.searchsorted(seen, new)
+    present = at < len(seen)
+    present[present] = seen[at[present]] == new[present]
+    return encode_seqs(np.insert(seen, at[~present], new[~present]))
+
+
+def _park(live: LiveQuery, stored: bytes, page_seqs: np.ndarray) -> tuple[bytes, bytes]:
+    """What a page leaves in the row: the engine's state and the grown set of returned
+    seqs (CPU work, run in the pool)."""
+    return live.engine.state(), add_seqs(stored, page_seqs)
 
 
 def owner_of(api_key: str | None) -> str:
@@ -183,7 +201,7 @@ class SessionService:
                     "mode": live.engine.mode,
                     "state": await self.cpu.run(live.engine.state),
                     "emitted": live.emitted,
-                    "emitted_seqs": encode_seqs(emitted_seqs),
+                    "emitted_seqs": encode_seqs(np.unique(emitted_seqs)),
                     "start_seq": start_seq,
                     "max_idle_seconds": max_idle,
                     "owner_key": owner,
@@ -224,15 +242,15 @@ class SessionService:
             records, emitted_seqs = await self._page(
                 conn, collection, row.namespace_id, spec, live, k
             )
-            seen = np.union1d(decode_seqs(row.emitted_seqs), emitted_seqs)
+            state, seen = await self.cpu.run(_park, live, row.emitted_seqs, emitted_seqs)
             await rows.advance(
                 conn,
                 key,
                 {
                     "mode": live.engine.mode,
-                    "state": await self.cpu.run(live.engine.state),
+                    "state": state,
                     "emitted": live.emitted,
-                    "emitted_seqs": encode_seqs(seen),
+                    "emitted_seqs": seen,
                     "last_touched": now,
                     "expires_at": now + timedelta(seconds=row.max_idle_seconds),
                 },
