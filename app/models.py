@@ -22,10 +22,6 @@ class Distance(StrEnum):
     DOT = "Dot"
     EUCLID = "Euclid"
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self is not Distance.EUCLID
-
 
 class IdKind(IntEnum):
     """How a point id is written; orders numbers before UUIDs like Qdrant's id order."""

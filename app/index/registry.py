@@ -75,12 +75,6 @@ class IndexRegistry:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def index_all(self) -> None:
-        """Bring every segment's graph up to date in the calling thread (start-up, tests)."""
-        while work := [s for s in list(self._segments.values()) if s.needs_indexing]:
-            for segment in work:
-                segment.index_step()
-
     def _run(self) -> None:
         while True:
             with self._wake:

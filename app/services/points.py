@@ -312,19 +312,29 @@ class PointService:
         vectors: VectorSelector,
     ) -> list[Record]:
         """Shape stored points for output; vectors come from the in-memory segments."""
+        result = [Record(point.id, point.seq, payload.apply(point.payload)) for point in stored]
+        self.attach_vectors(collection, namespace_id, result, vectors)
+        return result
+
+    def attach_vectors(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        records: Sequence[Record],
+        vectors: VectorSelector,
+    ) -> None:
+        """Fill each record's selected vectors from the segments (as stored: normalised for
+        Cosine); nothing when no vector is asked for."""
+        if not vectors.enabled:
+            return
         wanted = [n for n in collection.config.vectors if vectors.wants(n)]
         segments = {n: self.registry.get(namespace_id, n) for n in wanted}
-        result = []
-        for point in stored:
-            record = Record(point.id, point.seq, payload.apply(point.payload))
-            if vectors.enabled:
-                record.vectors = {}
-                for vector_name, segment in segments.items():
-                    vector = segment.vector(point.id) if segment else None
-                    if vector is not None:
-                        record.vectors[vector_name] = vector.tolist()
-            result.append(record)
-        return result
+        for record in records:
+            record.vectors = {}
+            for vector_name, segment in segments.items():
+                vector = segment.vector(record.id) if segment else None
+                if vector is not None:
+                    record.vectors[vector_name] = vector.tolist()
 
     @staticmethod
     def _namespace(collection: Collection, namespace: str) -> int:

@@ -223,12 +223,4 @@ class SearchService:
             for record, text_id in zip(records, ids, strict=True):
                 point = stored.get(text_id)
                 record.payload = request.payload.apply(point.payload if point else None)
-        if request.vectors.enabled:
-            for record in records:
-                record.vectors = {}
-                for vector_name in collection.config.vectors:
-                    segment = self.registry.get(namespace_id, vector_name)
-                    if request.vectors.wants(vector_name) and segment is not None:
-                        vector = segment.vector(record.id)
-                        if vector is not None:
-                            record.vectors[vector_name] = vector.tolist()
+        self.points.attach_vectors(collection, namespace_id, records, request.vectors)
