@@ -1,4 +1,5 @@
-"""The ASGI application factory: `create_app(settings)`; `app` for ASGI servers."""
+"""The ASGI application factories: `create_app(settings)` (Litestar) and `create_asgi`
+(what servers run: Litestar behind the search fast path)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.api import system
 from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
 from app.api.qdrant import qdrant_router
+from app.api.qdrant.fastpath import FastPath
 from app.api.timing import ServerTimingMiddleware
 from app.api.upstash import UpstashController
 from app.lifespan import services_lifespan
@@ -50,5 +52,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return app
 
 
-def app_from_env() -> Litestar:
-    return create_app()
+def create_asgi(settings: Settings | None = None) -> FastPath:
+    """The app servers run: the search fast path in front of `create_app(settings)`."""
+    return FastPath(create_app(settings))
+
+
+def app_from_env() -> FastPath:
+    return create_asgi()

@@ -12,6 +12,7 @@ search itself on the hot path.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -44,9 +45,13 @@ def _matches(given: str | None, expected: str | None) -> bool:
 
 def check_access(settings: Settings, scope: Scope) -> None:
     """Raise Unauthorized / Forbidden unless the request's key allows this route."""
+    check_key(settings, scope, scope["route_handler"].opt)
+
+
+def check_key(settings: Settings, scope: Scope, opt: Mapping[str, object]) -> None:
+    """`check_access` for a handler whose `opt` is known without routing (the fast path)."""
     if not (settings.api_key or settings.read_only_api_key):
         return
-    opt = scope["route_handler"].opt
     if opt.get("public"):
         return
     key = presented_key(scope)

@@ -334,6 +334,22 @@ async def _answer(
     return body, _plans(results)
 
 
+async def query_answer(
+    services: Services, collection_name: str, body: schemas.QueryPoints
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`points/query`: the result and plan headers (the route and the fast path share it)."""
+    (points,), headers = await _answer(services, collection_name, [parse.query_request(body)])
+    return {"points": points}, headers
+
+
+async def search_answer(
+    services: Services, collection_name: str, body: schemas.SearchPoints
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """`points/search`: the result and plan headers (the route and the fast path share it)."""
+    (points,), headers = await _answer(services, collection_name, [parse.search_request(body)])
+    return points, headers
+
+
 async def _grouped(
     request: Request,
     services: Services,
@@ -359,9 +375,8 @@ class SearchController(Controller):
     async def query_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryPoints
     ) -> Response:
-        search = [parse.query_request(data)]
-        (points,), headers = await _answer(services, collection_name, search)
-        return qdrant_ok(request, {"points": points}, headers)
+        result, headers = await query_answer(services, collection_name, data)
+        return qdrant_ok(request, result, headers)
 
     @post("/query/batch", status_code=200, opt=READ_ONLY)
     async def query_batch(
@@ -382,9 +397,8 @@ class SearchController(Controller):
     async def search_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.SearchPoints
     ) -> Response:
-        search = [parse.search_request(data)]
-        (points,), headers = await _answer(services, collection_name, search)
-        return qdrant_ok(request, points, headers)
+        result, headers = await search_answer(services, collection_name, data)
+        return qdrant_ok(request, result, headers)
 
     @post("/search/batch", status_code=200, opt=READ_ONLY)
     async def search_batch(
