@@ -211,3 +211,11 @@ def test_writes_are_read_at_once(http: httpx.Client) -> None:
 def test_only_plain_search_routes_are_taken(method: str, path: str, taken: bool) -> None:
     scope = {"type": "http", "method": method, "path": path, "root_path": ""}
     assert (route_of(scope) is not None) is taken
+
+
+def test_body_over_the_limit_is_413(server_factory) -> None:
+    small = server_factory(env={"WAYPOINT_MAX_REQUEST_MB": "1"})
+    body = b'{"query": [' + b"0.5, " * 300_000 + b'0.5], "limit": 3}'
+    response = httpx.post(f"{small.url}/collections/{C}/points/query", content=body, timeout=30)
+    assert response.status_code == 413, response.text
+    assert set(response.json()) == {"status", "time"}
