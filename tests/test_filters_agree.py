@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.db.migrate import install_compat
 from app.db.tables import collections, metadata, namespaces, point_vectors, points
 from app.filters import (
     Node,
@@ -68,6 +69,7 @@ class Database:
         assert self.engine is not None
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(install_compat)  # pg_input_is_valid before PostgreSQL 16
             cid = await conn.scalar(
                 sa.insert(collections).values(name="c", config={}).returning(collections.c.id)
             )
