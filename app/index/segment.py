@@ -96,11 +96,14 @@ class Segment:
     def set_versions(self, ids: Sequence[PointId], versions: Sequence[int]) -> None:
         """Record payload-only writes, so results report each point's latest version."""
         with self._lock.writing():
+            changed = False
             for pid, version in zip(ids, versions, strict=True):
                 row = self._row_of.get(pid)
-                if row is not None:
-                    self._versions[row] = max(self._versions[row], version)
-            self.generation += 1  # a payload changed: filters may match differently
+                if row is not None and version > self._versions[row]:
+                    self._versions[row] = version
+                    changed = True
+            if changed:  # a payload changed: filters may match differently
+                self.generation += 1
 
     def _is_newer(self, point_id: PointId, version: int) -> bool:
         row = self._row_of.get(point_id)
