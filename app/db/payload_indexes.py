@@ -24,6 +24,15 @@ async def declared(conn: AsyncConnection, collection_id: int) -> list[sa.Row]:
     return list((await conn.execute(stmt.order_by(payload_indexes.c.field_name))).all())
 
 
+async def declared_fields(conn: AsyncConnection) -> dict[int, frozenset[str]]:
+    """Every collection's declared field names."""
+    stmt = sa.select(payload_indexes.c.collection_id, payload_indexes.c.field_name)
+    fields: dict[int, set[str]] = {}
+    for row in await conn.execute(stmt):
+        fields.setdefault(row.collection_id, set()).add(row.field_name)
+    return {collection_id: frozenset(names) for collection_id, names in fields.items()}
+
+
 async def declare(
     conn: AsyncConnection, collection_id: int, field: str, schema: dict[str, Any], pg_index: str
 ) -> None:

@@ -10,7 +10,7 @@ committed write (read-your-writes) whatever the indexer is doing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import hnswlib
@@ -228,11 +228,18 @@ class Segment:
             scores = scorer.scores(self._vectors[rows])
             return self._finish_scored(rows, scores, k, score_threshold, plan)
 
-    def rows_of(self, ids: Sequence[PointId]) -> np.ndarray:
+    def rows_of(self, ids: Collection[PointId]) -> np.ndarray:
         """Sorted rows of the live points among `ids` (a filter's matches, for `allowed`)."""
         with self._lock.reading():
             found = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
         return np.unique(np.asarray(found, dtype=np.int64))
+
+    def rows_except(self, ids: Collection[PointId]) -> np.ndarray:
+        """Sorted rows of the live points not among `ids` (a negated filter's matches)."""
+        with self._lock.reading():
+            live = np.flatnonzero(self._alive[: self._count])
+            excluded = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
+        return np.setdiff1d(live, np.asarray(excluded, dtype=np.int64), assume_unique=True)
 
     def _nearest_rows(
         self,

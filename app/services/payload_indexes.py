@@ -11,6 +11,7 @@ from app.db import payload_indexes as sql
 from app.db.database import Database
 from app.errors import BadRequest
 from app.services.catalog import Catalog
+from app.services.columns import ColumnKeeper
 
 SCHEMAS = frozenset({"keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid"})
 
@@ -26,10 +27,17 @@ def schema_type(schema: Any) -> str:
 
 
 class PayloadIndexService:
-    def __init__(self, db: Database, catalog: Catalog, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        on_commit: Callable[[], None],
+        columns: ColumnKeeper,
+    ) -> None:
         self.db = db
         self.catalog = catalog
         self.on_commit = on_commit
+        self.columns = columns
 
     async def create(self, name: str, field: str, schema: Any) -> None:
         collection = self.catalog.get(name)
@@ -43,6 +51,7 @@ class PayloadIndexService:
                 await sql.ensure_payload_gin(conn)
             await sql.declare(conn, collection.id, field, stored, pg_index)
         self.on_commit()
+        await self.columns.sync()
 
     async def delete(self, name: str, field: str) -> None:
         collection = self.catalog.get(name)
@@ -50,6 +59,7 @@ class PayloadIndexService:
             await sql.forget(conn, collection.id, field)
             await sql.drop_payload_gin_if_unused(conn)
         self.on_commit()
+        await self.columns.sync()
 
     async def schema(self, name: str, namespace: str = "") -> dict[str, dict[str, Any]]:
         """`payload_schema`: every declared field with its type and how many points hold it."""

@@ -82,8 +82,9 @@ class SearchService:
         self.registry = points.registry
         self.cpu = points.cpu
         self.db = points.db
-        self.planner = FilterPlanner(points.db, points.cpu)
+        self.planner = FilterPlanner(points.db, points.registry, points.cpu)
         self.plan_counts: Counter[str] = Counter()
+        self.filter_sources: Counter[str] = Counter()  # where filtered searches found candidates
 
     async def search(self, name: str, request: SearchRequest, namespace: str = "") -> SearchResult:
         collection = self.catalog.get(name)
@@ -101,9 +102,10 @@ class SearchService:
         if request.filter is not None:
             found = await self.planner.candidates(namespace_id, segment, request.filter)
             allowed = found.rows
+            self.filter_sources[found.source] += 1
             detail = {
                 "candidates": len(found.rows),
-                "filter": "cached" if found.cached else "sql",
+                "filter": found.source,
                 "filter_ms": round(found.seconds * 1000, 3),
             }
         started = time.perf_counter()

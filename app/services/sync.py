@@ -31,6 +31,7 @@ from app.db.database import Database
 from app.index.registry import IndexRegistry
 from app.models import Collection, PointId
 from app.services.catalog import Catalog
+from app.services.columns import ColumnKeeper
 from app.services.cpu import CpuPool
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,14 @@ class ChangeFeed:
         registry: IndexRegistry,
         cpu: CpuPool,
         signal: ChangeSignal,
+        columns: ColumnKeeper,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
         self.cpu = cpu
         self.signal = signal
+        self.columns = columns
         self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
         self._seen = signal.current()
         self._lock = asyncio.Lock()
@@ -120,6 +123,7 @@ class ChangeFeed:
             if target == self._seen and not force:
                 return
             await self._reload_catalog()
+            await self.columns.sync()
             await self._apply_point_changes()
             self._seen = target
 
@@ -220,3 +224,18 @@ def _apply(
         registry.ensure(namespace_id, vector_name, params).delete(
             [r[0] for r in rows], [r[1] for r in rows]
         )
+    _apply_to_columns(registry, changes, tombstones)
+
+
+def _apply_to_columns(
+    registry: IndexRegistry,
+    changes: list[repository.PointChange],
+    tombstones: list[repository.Tombstone],
+) -> None:
+    """Keep in-memory payload columns in step with other workers' writes."""
+    for change in changes:
+        if (columns := registry.columns(change.namespace_id)) is not None:
+            columns.put([(change.id, change.seq, change.payload)])
+    for stone in tombstones:
+        if (columns := registry.columns(stone.namespace_id)) is not None:
+            columns.remove([(stone.id, stone.seq)])
