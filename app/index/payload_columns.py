@@ -23,6 +23,7 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from app.filters.ast import (
     Path,
     Typing,
 )
-from app.models import PointId
+from app.models import PointId, plain_keys
 
 MAX_SCANNED_VALUES = 4096  # distinct values a non-equality condition may visit one by one
 _MISSING = object()
@@ -52,7 +53,7 @@ _MISSING_KEY = ""  # no JSON text is empty
 class Matches:
     """Points a filter matches: `ids`, or with `negated` every point except `ids`."""
 
-    ids: frozenset[PointId]
+    ids: AbstractSet[PointId]
     negated: bool = False
 
     def __and__(self, other: Matches) -> Matches:
@@ -134,11 +135,14 @@ class FieldColumn:
         else:
             return None
         holds = compile_predicate(node)
-        found: set[PointId] = set()
-        for group in groups:
-            if holds(Point(None, self._payload_of(group.value), frozenset())):
-                found |= group.ids
-        return Matches(frozenset(found))
+        passing = [
+            group.ids
+            for group in groups
+            if holds(Point(None, self._payload_of(group.value), frozenset()))
+        ]
+        if len(passing) == 1:
+            return Matches(passing[0])  # live: copied once, when the whole filter is answered
+        return Matches(frozenset().union(*passing))
 
     def _value_in(self, payload: Any) -> Any:
         for name in self.keys:
@@ -198,7 +202,9 @@ class PayloadColumns:
         if not self.ready:
             return None
         with self._lock:
-            return self._matches(node)
+            found = self._matches(node)
+            # parts may be a group's own set, which writes change: hand out a copy
+            return None if found is None else Matches(frozenset(found.ids), found.negated)
 
     def _matches(self, node: Node) -> Matches | None:
         match node:
@@ -242,21 +248,14 @@ class PayloadColumns:
         return None
 
 
-def plain_keys(field: str) -> tuple[str, ...] | None:
-    """`a.b` → ("a", "b"); None for paths with arrays (`a[]`, `a[0]`), not kept in columns."""
-    if not field or any(char in field for char in '[]"'):
-        return None
-    keys = tuple(field.split("."))
-    return keys if all(keys) else None
-
-
-def _combine(parts: Iterator[Matches | None], start: Matches, op: Any) -> Matches | None:
-    result = start
+def _combine(parts: Iterator[Matches | None], empty: Matches, op: Any) -> Matches | None:
+    """Fold `op` over the parts (`empty` for none); None as soon as one part is None."""
+    result = None
     for part in parts:
         if part is None:
             return None
-        result = op(result, part)
-    return result
+        result = part if result is None else op(result, part)
+    return empty if result is None else result
 
 
 def _kind(value: Any) -> str | None:
