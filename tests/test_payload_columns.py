@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.filters import Node, Point, matches, parse_qdrant_filter
-from app.index.payload_columns import MAX_SCANNED_VALUES, Matches, PayloadColumns, plain_keys
+from app.index.payload_columns import MAX_SCANNED_VALUES, Matches, PayloadColumns
+from app.models import plain_keys
 from tests import test_filters_strategies as gen
 from tests.test_filters_agree import random_filters, random_points
 
