@@ -28,7 +28,8 @@ def metrics(state: State) -> str:
     if services is None:
         return ""
     lines = [
-        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered).",
+        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered: "
+        "matches listed first, -postfiltered: results confirmed after).",
         "# TYPE waypoint_search_plans_total counter",
         *(
             f'waypoint_search_plans_total{{plan="{plan}"}} {count}'

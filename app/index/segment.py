@@ -234,6 +234,14 @@ class Segment:
             found = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
         return np.unique(np.asarray(found, dtype=np.int64))
 
+    def sample_ids(self, size: int, seed: int = 0) -> list[PointId]:
+        """Up to `size` live points drawn at random (the planner's selectivity sample)."""
+        with self._lock.reading():
+            live = np.flatnonzero(self._alive[: self._count])
+            rng = np.random.default_rng(seed)
+            rows = live if len(live) <= size else rng.choice(live, size, replace=False)
+            return [self._ids[row] for row in rows.tolist()]
+
     def rows_except(self, ids: Collection[PointId]) -> np.ndarray:
         """Sorted rows of the live points not among `ids` (a negated filter's matches)."""
         with self._lock.reading():
