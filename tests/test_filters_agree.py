@@ -322,7 +322,8 @@ def _radius(lat: float, lon: float, metres: float) -> dict[str, Any]:
     return {"geo_radius": {"center": {"lat": lat, "lon": lon}, "radius": metres}}
 
 
-_SQUARE = [{"lat": 0, "lon": 0}, {"lat": 0, "lon": 2}, {"lat": 2, "lon": 2}, {"lat": 0, "lon": 0}]
+_TRIANGLE = [{"lat": 0, "lon": 0}, {"lat": 0, "lon": 2}, {"lat": 2, "lon": 2}, {"lat": 0, "lon": 0}]
+_INSIDE = {"lat": 0.5, "lon": 1.5}
 _WRAP = {"top_left": {"lat": 1, "lon": 170}, "bottom_right": {"lat": -1, "lon": -170}}
 _NOON = "2024-01-01T05:30:00Z"
 
@@ -345,7 +346,7 @@ CASES += [
     (_field("g", **_radius(10, 10, 1000)), {"g": {"lat": 10, "lon": 10.009}}, True),
     (_field("g", **_radius(0, 0, 1e9)), {"g": {"lat": 500, "lon": 0}}, True),
     (_field("g", geo_bounding_box=_WRAP), {"g": {"lat": 0, "lon": 179}}, True),
-    (_field("g", geo_polygon={"exterior": {"points": _SQUARE}}), {"g": {"lat": 1, "lon": 1}}, True),
+    (_field("g", geo_polygon={"exterior": {"points": _TRIANGLE}}), {"g": _INSIDE}, True),
 ]
 
 
