@@ -40,7 +40,9 @@ class Services:
         self.columns = ColumnKeeper(db, self.catalog, self.registry, self.cpu)
         signal = ChangeSignal(db.url, settings.signal_dir)
         self.feed = ChangeFeed(db, self.catalog, self.registry, self.cpu, signal, self.columns)
-        self.collections = CollectionService(db, self.catalog, self.registry, self.feed.committed)
+        self.collections = CollectionService(
+            db, self.catalog, self.registry, self.feed.committed, self.feed.lock
+        )
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points)
         self.payload_indexes = PayloadIndexService(

@@ -103,7 +103,9 @@ class ChangeFeed:
         self.columns = columns
         self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
         self._seen = signal.current()
-        self._lock = asyncio.Lock()
+        # held while PostgreSQL's catalog is reloaded and applied; this worker's own catalog
+        # changes take it too, so a reload never reads before one commits and applies after
+        self.lock = asyncio.Lock()
 
     async def ensure_current(self) -> None:
         """Catch up first if any worker on this host committed since we last looked."""
@@ -118,7 +120,7 @@ class ChangeFeed:
             self._seen = generation  # nobody else wrote in between: nothing to fetch
 
     async def catch_up(self, force: bool = False) -> None:
-        async with self._lock:
+        async with self.lock:
             target = self.signal.current()
             if target == self._seen and not force:
                 return
