@@ -151,3 +151,15 @@ def _string_id(point_id: PointId) -> tuple[str, IdKind, int | None]:
 def wire_point_id(text: str, kind: int) -> PointId:
     """Inverse of `point_id_key`: the id as it goes on the wire."""
     return int(text) if kind == IdKind.NUMBER else text
+
+
+def plain_keys(field: str) -> tuple[str, ...] | None:
+    """`a.b` → ("a", "b"); None for paths through arrays (`a[]`, `a[0]`) or empty keys.
+
+    Declared payload fields with plain keys are the ones kept as in-memory columns and,
+    for numbers, as PostgreSQL expression indexes.
+    """
+    if not field or any(char in field for char in '[]"'):
+        return None
+    keys = tuple(field.split("."))
+    return keys if all(keys) else None

@@ -493,7 +493,8 @@ class QdrantQuerySpec:
     """Qdrant REST ``POST /collections/{c}/points/query`` over one keep-alive connection.
 
     Bodies are JSON-encoded in the client process before the measured window. ``info`` counts
-    the ``waypoint-plan`` response header values as ``plan:<value>``.
+    the ``waypoint-plan`` response header values as ``plan:<value>``, and where filtered
+    searches found their candidates (``waypoint-plan-detail``) as ``filter:<source>``.
     """
 
     url: str
@@ -535,6 +536,9 @@ class _HttpClient:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
         self.plans[f"plan:{resp.getheader('waypoint-plan')}"] += 1
+        detail = resp.getheader("waypoint-plan-detail") or ""
+        if "filter=" in detail:  # where a filtered search found its candidates
+            self.plans[f"filter:{detail.split('filter=')[1].split(';')[0]}"] += 1
         return [p["id"] for p in self.decode(data)["result"]["points"]]
 
     def info(self) -> dict:

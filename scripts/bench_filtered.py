@@ -176,6 +176,11 @@ def row_of(res: Any, gt: np.ndarray) -> dict:
             for k, v in sorted(res.info.items())
             if k.startswith("plan:")
         ),
+        "filter": ",".join(
+            f"{k.split(':', 1)[1]}x{v}"
+            for k, v in sorted(res.info.items())
+            if k.startswith("filter:")
+        ),
     }
 
 
@@ -359,6 +364,7 @@ COLUMNS = [
     ("p99_ms", "p99 ms"),
     ("qps", "QPS"),
     ("plan", "plan"),
+    ("filter", "candidates from"),
     ("other_cpu", "other_cpu"),
 ]
 

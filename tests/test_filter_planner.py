@@ -82,10 +82,15 @@ def test_repeated_filters_are_cached_until_the_next_write(url: str) -> None:
 
 def test_plan_counts_are_exported_as_metrics(url: str) -> None:
     search(url, "c100", 5)
-    wide_search(url)
+    wide_search(url)  # undeclared: sampled, searched first, confirmed after
+    declared = {"field_name": "c10", "field_schema": "integer"}
+    assert httpx.put(f"{url}/collections/plans/index?wait=true", json=declared).is_success
+    listed = wide_search(url)  # declared: listed from memory, searched with an allow-bitmap
+    assert "filter=memory" in listed.headers["waypoint-plan-detail"]
     text = httpx.get(f"{url}/metrics").text
     counts = dict(
         line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("waypoint_search")
     )
     assert int(counts['waypoint_search_plans_total{plan="exact-filtered"}']) >= 1
+    assert int(counts['waypoint_search_plans_total{plan="hnsw-postfiltered"}']) >= 1
     assert int(counts['waypoint_search_plans_total{plan="hnsw-filtered"}']) >= 1

@@ -2,6 +2,8 @@
 
 1,000 points with rich nested payloads (arrays, nulls, nested objects, datetimes, geo points)
 go to both; 100 random filters are compared through `query_points`, `scroll` and `count`.
+The server holds the points twice: once without payload indexes (filters run in SQL) and
+once with every field declared (searches take their candidates from in-memory columns).
 """
 
 from __future__ import annotations
@@ -9,11 +11,25 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
 COLLECTION = "filtered"
+INDEXED = "filtered_indexed"
+INDEXES = {
+    "city.name": "keyword",
+    "city.pop": "integer",
+    "tags": "keyword",
+    "rating": "float",
+    "count": "integer",
+    "flag": "bool",
+    "maybe": "integer",
+    "when": "datetime",
+    "loc": "geo",
+    "text": "text",
+}
 N_POINTS = 1000
 DIM = 8
 CITIES = ["Berlin", "London", "Paris", "Rome", "Oslo"]
@@ -142,28 +158,51 @@ def clients(server):
     ]
     remote = QdrantClient(url=server.url, prefer_grpc=False, timeout=60)
     local = QdrantClient(":memory:")
-    for client in (remote, local):
+    for client, name in ((remote, COLLECTION), (local, COLLECTION), (remote, INDEXED)):
         client.create_collection(
-            COLLECTION,
-            vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+            name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
         )
-        client.upload_points(COLLECTION, points, batch_size=250, wait=True)
+        client.upload_points(name, points, batch_size=250, wait=True)
+    for field, schema in INDEXES.items():
+        remote.create_payload_index(INDEXED, field, field_schema=schema, wait=True)
     return remote, local
 
 
 FILTERS = [random_filter(random.Random(seed)) for seed in range(100)]
 
 
+@pytest.mark.parametrize("name", [COLLECTION, INDEXED])
 @pytest.mark.parametrize("index", range(len(FILTERS)))
-def test_filter_agrees_with_local_mode(clients, index: int) -> None:
+def test_filter_agrees_with_local_mode(clients, index: int, name: str) -> None:
     remote, local = clients
     flt = FILTERS[index]
     query = np.random.default_rng(index).normal(size=DIM).tolist()
     expected = local.query_points(COLLECTION, query=query, query_filter=flt, limit=10).points
-    got = remote.query_points(COLLECTION, query=query, query_filter=flt, limit=10).points
+    got = remote.query_points(name, query=query, query_filter=flt, limit=10).points
     assert [p.id for p in got] == [p.id for p in expected]
     assert np.allclose([p.score for p in got], [p.score for p in expected], atol=1e-4)
     want = local.scroll(COLLECTION, scroll_filter=flt, limit=N_POINTS)[0]
-    have = remote.scroll(COLLECTION, scroll_filter=flt, limit=N_POINTS)[0]
+    have = remote.scroll(name, scroll_filter=flt, limit=N_POINTS)[0]
     assert [r.id for r in have] == [r.id for r in want]
-    assert remote.count(COLLECTION, count_filter=flt).count == len(want)
+    assert remote.count(name, count_filter=flt).count == len(want)
+
+
+def filter_sources(url: str) -> dict[str, float]:
+    metrics = httpx.get(f"{url}/metrics").text
+    return {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("waypoint_filter_candidates_total")
+    }
+
+
+def test_indexed_searches_take_candidates_from_memory(server, clients) -> None:
+    """Filters on declared fields skip SQL (those on `items`, not declared, cannot)."""
+    remote, _ = clients
+    before = filter_sources(server.url)
+    fresh = [random_filter(random.Random(seed)) for seed in range(1000, 1100)]
+    for flt in fresh:
+        remote.query_points(INDEXED, query=[1.0] * DIM, query_filter=flt, limit=3)
+    after = filter_sources(server.url)
+    from_memory = after.get("memory", 0) - before.get("memory", 0)
+    assert from_memory >= 0.4 * len(fresh), (before, after)

@@ -93,6 +93,19 @@ def test_older_write_never_overwrites_newer() -> None:
     np.testing.assert_array_equal(segment.vector(7), [1.0, 0.0])
 
 
+def test_replayed_writes_leave_cached_filters_valid() -> None:
+    """The change feed re-delivers a worker's own writes; only news may bump the generation
+    (which invalidates every cached filter result of the segment)."""
+    segment = Segment(2, Distance.DOT, HnswParams(), 100)
+    segment.upsert([7, 8], np.array([[1.0, 0.0], [0.0, 1.0]]), [5, 6])
+    before = segment.generation
+    segment.upsert([7], np.array([[1.0, 0.0]]), [5])  # the same write, replayed
+    segment.set_versions([7, 8], [5, 6])
+    assert segment.generation == before
+    segment.set_versions([8], [9])  # a payload write
+    assert segment.generation == before + 1
+
+
 def test_rows_written_during_graph_work_are_searchable() -> None:
     """Rows not yet in the graph are scanned exactly: read-your-writes during indexing."""
     data = clustered(3000, 16, seed=6)

@@ -28,11 +28,19 @@ def metrics(state: State) -> str:
     if services is None:
         return ""
     lines = [
-        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered).",
+        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered: "
+        "matches listed first, -postfiltered: results confirmed after).",
         "# TYPE waypoint_search_plans_total counter",
         *(
             f'waypoint_search_plans_total{{plan="{plan}"}} {count}'
             for plan, count in sorted(services.search.plan_counts.items())
+        ),
+        "# HELP waypoint_filter_candidates_total Filtered searches by where their candidates "
+        "came from (memory: payload columns, sql, cached).",
+        "# TYPE waypoint_filter_candidates_total counter",
+        *(
+            f'waypoint_filter_candidates_total{{source="{source}"}} {count}'
+            for source, count in sorted(services.search.filter_sources.items())
         ),
         "# HELP waypoint_resumable_sessions_total Resumable queries started, by engine mode.",
         "# TYPE waypoint_resumable_sessions_total counter",

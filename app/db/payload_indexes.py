@@ -4,16 +4,23 @@ The filter compiler adds a containment test (`payload @> …`) to every equality
 (keyword, integer, bool and uuid matches, Upstash `=`, `IN`, `CONTAINS`), so one GIN index
 over `points.payload` (`jsonb_path_ops`) serves every such field of every collection. It is
 created with the first declared index that can use it and dropped with the last.
+
+Integer, float, datetime, text and geo fields with a plain key path get expression indexes
+on what app.db.functions extracts from the value there, which the compiler's hints use:
+one set per (path, family), shared by every collection that declares the field so.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db.functions import constant_chain_sql
 from app.db.tables import payload_indexes, points
+from app.models import plain_keys
 
 PAYLOAD_GIN = "ix_points_payload_gin"
 GIN_SCHEMAS = frozenset({"keyword", "integer", "bool", "uuid"})
@@ -22,6 +29,15 @@ GIN_SCHEMAS = frozenset({"keyword", "integer", "bool", "uuid"})
 async def declared(conn: AsyncConnection, collection_id: int) -> list[sa.Row]:
     stmt = sa.select(payload_indexes).where(payload_indexes.c.collection_id == collection_id)
     return list((await conn.execute(stmt.order_by(payload_indexes.c.field_name))).all())
+
+
+async def declared_fields(conn: AsyncConnection) -> dict[int, frozenset[str]]:
+    """Every collection's declared field names."""
+    stmt = sa.select(payload_indexes.c.collection_id, payload_indexes.c.field_name)
+    fields: dict[int, set[str]] = {}
+    for row in await conn.execute(stmt):
+        fields.setdefault(row.collection_id, set()).add(row.field_name)
+    return {collection_id: frozenset(names) for collection_id, names in fields.items()}
 
 
 async def declare(
@@ -38,11 +54,16 @@ async def declare(
     )
 
 
-async def forget(conn: AsyncConnection, collection_id: int, field: str) -> bool:
-    stmt = sa.delete(payload_indexes).where(
-        payload_indexes.c.collection_id == collection_id, payload_indexes.c.field_name == field
+async def forget(conn: AsyncConnection, collection_id: int, field: str) -> set[str]:
+    """Remove a declaration; returns the PostgreSQL indexes it used."""
+    stmt = (
+        sa.delete(payload_indexes)
+        .where(payload_indexes.c.collection_id == collection_id)
+        .where(payload_indexes.c.field_name == field)
+        .returning(payload_indexes.c.pg_index_name)
     )
-    return (await conn.execute(stmt)).rowcount > 0
+    value = (await conn.execute(stmt)).scalar()
+    return {name for name in (value or "").split(",") if name}
 
 
 async def ensure_payload_gin(conn: AsyncConnection) -> None:
@@ -53,12 +74,6 @@ async def ensure_payload_gin(conn: AsyncConnection) -> None:
     )
 
 
-async def drop_payload_gin_if_unused(conn: AsyncConnection) -> None:
-    stmt = sa.select(sa.func.count()).where(payload_indexes.c.pg_index_name == PAYLOAD_GIN)
-    if not await conn.scalar(stmt):
-        await conn.execute(sa.text(f"DROP INDEX IF EXISTS {PAYLOAD_GIN}"))
-
-
 async def points_with_field(conn: AsyncConnection, namespace_id: int, path: list[str]) -> int:
     """How many points hold a value at `path` (Qdrant's `payload_schema[...].points`)."""
     stmt = sa.select(sa.func.count()).where(
@@ -66,3 +81,53 @@ async def points_with_field(conn: AsyncConnection, namespace_id: int, path: list
         points.c.payload.op("#>")(sa.literal(path, sa.ARRAY(sa.Text))).is_not(None),
     )
     return await conn.scalar(stmt) or 0
+
+
+# Expression indexes per field type: (name suffix, access method, function of the value).
+EXPRESSION_INDEXES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "integer": (
+        "num",
+        [("min", "btree", "waypoint_num_min"), ("max", "btree", "waypoint_num_max")],
+    ),
+    "float": ("num", [("min", "btree", "waypoint_num_min"), ("max", "btree", "waypoint_num_max")]),
+    "datetime": ("ts", [("min", "btree", "waypoint_ts_min"), ("max", "btree", "waypoint_ts_max")]),
+    "text": (
+        "text",
+        [("words", "gin", "waypoint_words"), ("unicode", "btree", "waypoint_unicode")],
+    ),
+    "geo": ("geo", [("box", "gist", "waypoint_geo_box")]),
+}
+_SUFFIXES = {
+    family: [suffix for suffix, _, _ in parts] for family, parts in EXPRESSION_INDEXES.values()
+}
+
+
+async def ensure_expression_index(conn: AsyncConnection, field: str, kind: str) -> str:
+    """Create the expression indexes of a `kind` field (app.db.functions); returns their
+    common name prefix, or "" when the type or the path has none."""
+    keys = plain_keys(field)
+    chain = constant_chain_sql(keys) if keys else None
+    if chain is None or kind not in EXPRESSION_INDEXES:
+        return ""
+    family, parts = EXPRESSION_INDEXES[kind]
+    name = f"ix_points_{family}_" + hashlib.sha256(field.encode()).hexdigest()[:16]
+    for suffix, method, function in parts:
+        await conn.execute(
+            sa.text(
+                f"CREATE INDEX IF NOT EXISTS {name}_{suffix} ON points "
+                f"USING {method} ({function}({chain}))"
+            )
+        )
+    return name
+
+
+async def drop_unused_indexes(conn: AsyncConnection, names: set[str]) -> None:
+    """Drop the PostgreSQL indexes among `names` that no declared field uses any more."""
+    rows = await conn.execute(sa.select(payload_indexes.c.pg_index_name))
+    used = {name for (value,) in rows for name in (value or "").split(",") if name}
+    for name in sorted(names - used):
+        if name == PAYLOAD_GIN:
+            await conn.execute(sa.text(f"DROP INDEX IF EXISTS {PAYLOAD_GIN}"))
+        elif (family := name.split("_")[2]) in _SUFFIXES:
+            indexes = ", ".join(f"{name}_{suffix}" for suffix in _SUFFIXES[family])
+            await conn.execute(sa.text(f"DROP INDEX IF EXISTS {indexes}"))

@@ -324,17 +324,31 @@ async def stream_vectors(
         ]
 
 
+async def stream_payloads(
+    conn: AsyncConnection, namespace_id: int, batch_size: int = 10_000
+) -> AsyncIterator[list[tuple[PointId, int, dict[str, Any] | None]]]:
+    """(id, seq, payload) of every point of a namespace, in batches (payload columns)."""
+    stmt = sa.select(points.c.point_id, points.c.id_kind, points.c.seq, points.c.payload).where(
+        points.c.namespace_id == namespace_id
+    )
+    result = await conn.stream(stmt.execution_options(yield_per=batch_size))
+    async for partition in result.partitions(batch_size):
+        yield [(wire_point_id(r.point_id, r.id_kind), r.seq, r.payload) for r in partition]
+
+
 # ------------------------------------------------------------------ change feed
 
 
 @dataclass(slots=True)
 class PointChange:
-    """The current state of a point written after some seq: its vectors with their seqs."""
+    """The current state of a point written after some seq: its vectors with their seqs,
+    and its payload."""
 
     namespace_id: int
     id: PointId
     seq: int
     vectors: dict[str, tuple[int, bytes]]
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -346,7 +360,8 @@ class Tombstone:
 
 _CHANGED_POINTS = sa.text(
     """
-    SELECT p.namespace_id, p.point_id, p.id_kind, p.seq, v.name, v.seq AS vector_seq, v.vector
+    SELECT p.namespace_id, p.point_id, p.id_kind, p.seq, p.payload,
+           v.name, v.seq AS vector_seq, v.vector
     FROM unnest(:namespace_ids, :since) AS s(namespace_id, since)
     JOIN points p ON p.namespace_id = s.namespace_id AND p.seq > s.since
     LEFT JOIN point_vectors v ON v.namespace_id = p.namespace_id AND v.point_id = p.point_id
@@ -383,7 +398,11 @@ async def changes_since(
         change = changes.get(key)
         if change is None:
             change = PointChange(
-                row.namespace_id, wire_point_id(row.point_id, row.id_kind), row.seq, {}
+                row.namespace_id,
+                wire_point_id(row.point_id, row.id_kind),
+                row.seq,
+                {},
+                row.payload,
             )
             changes[key] = change
         if row.name is not None:

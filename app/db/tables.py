@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from app.db import functions
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -173,3 +175,5 @@ collection_aliases = sa.Table(
     ),
     _created_at(),
 )
+
+functions.attach(metadata)

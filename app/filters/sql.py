@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +51,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.db.functions import DATETIME, WIDE_OPEN, constant_chain_sql, sql_string
 from app.db.tables import point_vectors, points
 from app.filters import semantics as sem
 from app.filters.ast import (
@@ -394,7 +397,8 @@ class _Compiler:
             sure = sa.and_(hint, sure)
         if maybe_pred is None:
             return _Bounds(sure)
-        return _Bounds(sure, values.any(maybe_pred))
+        maybe = values.any(maybe_pred)
+        return _Bounds(sure, maybe if hint is None else sa.and_(hint, maybe))
 
 
 def _is_exact(node: Node) -> bool:
@@ -552,12 +556,126 @@ def _hint(doc: Json, node: ValueTest) -> Bool | None:
             leaves = _hint_leaves(path, literals, typing)
         case Contains(path, literal, False):
             leaves = [[leaf] for leaf in _hint_leaves(path, (literal,), Typing.LOOSE)]
+        case Range(path, gt, gte, lt, lte):
+            return _bounds_hint(doc, path, "num", _number_bound(gt, gte), _number_bound(lt, lte))
+        case DatetimeRange(path, gt, gte, lt, lte):
+            return _bounds_hint(doc, path, "ts", _epoch(gt, gte), _epoch(lt, lte))
+        case Text(path, query, mode):
+            return _text_hint(doc, path, sem.text_tokens(query), mode)
+        case GeoBoundingBox() | GeoRadius() | GeoPolygon():
+            return _geo_hint(doc, node)
         case _:
             return None
     if not leaves or len(leaves) > _MAX_HINTS:
         return None
     documents = [_containment(node.path.steps, leaf) for leaf in leaves]
     return sa.or_(*(doc.op("@>", return_type=sa.Boolean)(_jsonb(d)) for d in documents))
+
+
+# Hints for the expression indexes of declared fields (app.db.functions): each is implied by
+# the test it accompanies, and written with the path as constants, as index expressions are.
+
+
+def _bounds_hint(doc: Json, path: Path, kind: str, lower: Any, upper: Any) -> Bool | None:
+    """`waypoint_<kind>_min(value) <= upper AND waypoint_<kind>_max(value) >= lower`."""
+    chain = _constant_chain(doc, path)
+    if chain is None or (lower is None and upper is None):
+        return None
+    bounds = []
+    if upper is not None:
+        bounds.append(getattr(sa.func, f"waypoint_{kind}_min")(chain, type_=sa.Numeric) <= upper)
+    if lower is not None:
+        bounds.append(getattr(sa.func, f"waypoint_{kind}_max")(chain, type_=sa.Numeric) >= lower)
+    return sa.and_(*bounds)
+
+
+def _number_bound(strict: Any, inclusive: Any) -> ColumnElement[Decimal] | None:
+    bound = strict if strict is not None else inclusive
+    return None if bound is None else _decimal(bound)
+
+
+def _epoch(strict: datetime | None, inclusive: datetime | None) -> ColumnElement[Any] | None:
+    """A datetime bound as epoch seconds, exactly (microseconds), as waypoint_ts_* count."""
+    moment = strict if strict is not None else inclusive
+    if moment is None:
+        return None
+    since = sem.utc_naive(moment) - datetime(1970, 1, 1)
+    seconds = Decimal(since.days * 86400 + since.seconds) + Decimal(since.microseconds) / 10**6
+    return sa.literal(seconds, sa.Numeric)
+
+
+def _text_hint(doc: Json, path: Path, tokens: list[str], mode: TextMode) -> Bool | None:
+    """The document's ASCII words hold the query's words, or it has non-ASCII text (whose
+    tokens SQL does not compute): see `waypoint_words`."""
+    chain = _constant_chain(doc, path)
+    ascii_words = [token for token in tokens if re.fullmatch("[a-z0-9]+", token)]
+    if chain is None or not ascii_words:
+        return None
+    if mode is TextMode.ANY and len(ascii_words) < len(tokens):
+        return None  # a non-ASCII query word alone may match
+    words = sa.func.waypoint_words(chain, type_=ARRAY(sa.Text))
+    wanted = sa.literal(ascii_words, ARRAY(sa.Text))
+    found = words.overlap(wanted) if mode is TextMode.ANY else words.contains(wanted)
+    return sa.or_(found, sa.func.waypoint_unicode(chain, type_=sa.Boolean))
+
+
+def _geo_hint(doc: Json, node: GeoBoundingBox | GeoRadius | GeoPolygon) -> Bool | None:
+    """The box of the value's geo points meets a box around the query's region."""
+    chain = _constant_chain(doc, node.path)
+    region = _region_box(node)
+    if chain is None or region is None:
+        return None
+    (west, south), (east, north) = region
+    box = sa.func.box(sa.func.point(west, south), sa.func.point(east, north))
+    return sa.func.waypoint_geo_box(chain).op("&&", return_type=sa.Boolean)(box)
+
+
+def _region_box(
+    node: GeoBoundingBox | GeoRadius | GeoPolygon,
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """((west, south), (east, north)) holding every point the test can accept, or None."""
+    match node:
+        case GeoBoundingBox(_, top_left, bottom_right):
+            wraps = top_left.lon > bottom_right.lon
+            west, east = (-WIDE_OPEN, WIDE_OPEN) if wraps else (top_left.lon, bottom_right.lon)
+            return (west, bottom_right.lat), (east, top_left.lat)
+        case GeoPolygon(_, exterior, _):
+            lats, lons = [p.lat for p in exterior], [p.lon for p in exterior]
+            return (min(lons), min(lats)), (max(lons), max(lats))
+        case GeoRadius(_, center, radius):
+            return _radius_box(center, radius)
+    return None
+
+
+def _radius_box(
+    center: GeoPoint, radius: float
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """A box around a spherical cap: latitude within r/R of the centre's, and longitude within
+    asin(sin(r/R) / cos(lat)) unless the cap holds a pole or crosses the antimeridian."""
+    if not (abs(center.lat) <= 90 and abs(center.lon) <= 180 and math.isfinite(radius)):
+        return None
+    angle = max(radius, 0.0) / sem.MEAN_EARTH_RADIUS
+    slack = 1e-7  # degrees: far more than rounding, far less than a useful box
+    dlat = math.degrees(angle) + slack
+    south, north = center.lat - dlat, center.lat + dlat
+    if angle >= math.pi / 2 or south <= -90 or north >= 90:
+        return (-WIDE_OPEN, south), (WIDE_OPEN, north)
+    dlon = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(center.lat)))))
+    west, east = center.lon - dlon - slack, center.lon + dlon + slack
+    if west <= -180 or east >= 180:
+        return (-WIDE_OPEN, south), (WIDE_OPEN, north)
+    return (west, south), (east, north)
+
+
+def _constant_chain(doc: Json, path: Path) -> Json | None:
+    keys = [step.name for step in path.steps if isinstance(step, Key)]
+    if len(keys) != len(path.steps) or constant_chain_sql(keys) is None:
+        return None  # the same test that decides whether an index can exist
+    value = doc
+    for key in keys:
+        constant = sa.literal_column(sql_string(key), sa.Text)
+        value = _member(value, constant)
+    return value
 
 
 def _hint_leaves(path: Path, literals: Sequence[Scalar], typing: Typing) -> list[Any]:
@@ -613,13 +731,7 @@ def _is_ascii(text: ColumnElement[str]) -> Bool:
 
 # --- datetimes ---------------------------------------------------------------------------------
 
-_DATETIME = (
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[Tt ]([01][0-9]|2[0-3]):([0-5][0-9])"
-    r"(?::([0-5][0-9])(?:\.([0-9]+))?"
-    r"(?: ?([Zz])| UTC| ?([+-])([01][0-9]|2[0-3])(?::?([0-5][0-9]))?)?)?)?$"
-)
-"""The datetime spellings SQL reads exactly; groups: Y M D h m s fraction Z sign oh om."""
+_DATETIME = DATETIME
 
 
 def _datetime_preds(node: DatetimeRange) -> tuple[Pred, Pred]:

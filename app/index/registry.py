@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from app.index.payload_columns import PayloadColumns
 from app.index.segment import Segment
 from app.models import VectorParams
 
@@ -23,6 +24,7 @@ class IndexRegistry:
         self.exact_threshold = exact_threshold
         self.build_threads = build_threads
         self._segments: dict[SegmentKey, Segment] = {}
+        self._columns: dict[int, PayloadColumns] = {}  # namespace id -> declared fields
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -44,9 +46,21 @@ class IndexRegistry:
             self._segments[key] = segment
         return segment
 
+    def columns(self, namespace_id: int) -> PayloadColumns | None:
+        """The in-memory payload columns of a namespace (None: no declared fields)."""
+        return self._columns.get(namespace_id)
+
+    def set_columns(self, namespace_id: int, columns: PayloadColumns | None) -> None:
+        if columns is None:
+            self._columns.pop(namespace_id, None)
+        else:
+            self._columns[namespace_id] = columns
+
     def drop_namespaces(self, namespace_ids: set[int]) -> None:
         for key in [key for key in self._segments if key[0] in namespace_ids]:
             del self._segments[key]
+        for namespace_id in namespace_ids:
+            self._columns.pop(namespace_id, None)
 
     def busy(self, namespace_ids: set[int]) -> bool:
         """True while any segment of these namespaces still has graph work queued."""

@@ -10,7 +10,7 @@ committed write (read-your-writes) whatever the indexer is doing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import hnswlib
@@ -96,11 +96,14 @@ class Segment:
     def set_versions(self, ids: Sequence[PointId], versions: Sequence[int]) -> None:
         """Record payload-only writes, so results report each point's latest version."""
         with self._lock.writing():
+            changed = False
             for pid, version in zip(ids, versions, strict=True):
                 row = self._row_of.get(pid)
-                if row is not None:
-                    self._versions[row] = max(self._versions[row], version)
-            self.generation += 1  # a payload changed: filters may match differently
+                if row is not None and version > self._versions[row]:
+                    self._versions[row] = version
+                    changed = True
+            if changed:  # a payload changed: filters may match differently
+                self.generation += 1
 
     def _is_newer(self, point_id: PointId, version: int) -> bool:
         row = self._row_of.get(point_id)
@@ -225,11 +228,26 @@ class Segment:
             scores = scorer.scores(self._vectors[rows])
             return self._finish_scored(rows, scores, k, score_threshold, plan)
 
-    def rows_of(self, ids: Sequence[PointId]) -> np.ndarray:
+    def rows_of(self, ids: Collection[PointId]) -> np.ndarray:
         """Sorted rows of the live points among `ids` (a filter's matches, for `allowed`)."""
         with self._lock.reading():
             found = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
         return np.unique(np.asarray(found, dtype=np.int64))
+
+    def sample_ids(self, size: int, seed: int = 0) -> list[PointId]:
+        """Up to `size` live points drawn at random (the planner's selectivity sample)."""
+        with self._lock.reading():
+            live = np.flatnonzero(self._alive[: self._count])
+            rng = np.random.default_rng(seed)
+            rows = live if len(live) <= size else rng.choice(live, size, replace=False)
+            return [self._ids[row] for row in rows.tolist()]
+
+    def rows_except(self, ids: Collection[PointId]) -> np.ndarray:
+        """Sorted rows of the live points not among `ids` (a negated filter's matches)."""
+        with self._lock.reading():
+            live = np.flatnonzero(self._alive[: self._count])
+            excluded = [row for pid in ids if (row := self._row_of.get(pid)) is not None]
+        return np.setdiff1d(live, np.asarray(excluded, dtype=np.int64), assume_unique=True)
 
     def _nearest_rows(
         self,

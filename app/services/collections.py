@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ class CollectionService:
         catalog: Catalog,
         registry: IndexRegistry,
         on_commit: Callable[[], None],
+        catalog_lock: asyncio.Lock,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
         self.on_commit = on_commit
+        self.catalog_lock = catalog_lock  # the change feed's: see ChangeFeed.lock
 
     async def create(self, name: str, config: CollectionConfig, dialect: str = "qdrant") -> None:
         if not _NAME.match(name):
@@ -54,6 +57,10 @@ class CollectionService:
             )
         if name in self.catalog.aliases():
             raise AlreadyExists(f"Wrong input: Alias `{name}` already exists!")
+        async with self.catalog_lock:
+            await self._create(name, config, dialect)
+
+    async def _create(self, name: str, config: CollectionConfig, dialect: str) -> None:
         async with self.db.begin() as conn:
             collection_id = await repository.insert_collection(
                 conn, name, config_to_json(config), dialect
@@ -73,26 +80,28 @@ class CollectionService:
         self.on_commit()
 
     async def delete(self, name: str) -> bool:
-        collection = self.catalog.find(name)
-        if collection is None:
-            return False
-        async with self.db.begin() as conn:
-            deleted = await repository.delete_collection(conn, collection.id)
-        self.catalog.remove(name)
-        self.registry.drop_namespaces(set(collection.namespaces.values()))
-        self.on_commit()
-        return deleted
+        async with self.catalog_lock:
+            collection = self.catalog.find(name)
+            if collection is None:
+                return False
+            async with self.db.begin() as conn:
+                deleted = await repository.delete_collection(conn, collection.id)
+            self.catalog.remove(name)
+            self.registry.drop_namespaces(set(collection.namespaces.values()))
+            self.on_commit()
+            return deleted
 
     async def update_aliases(self, actions: list[AliasAction]) -> None:
         """Apply alias actions in order, all or none (one transaction), like Qdrant."""
-        async with self.db.begin() as conn:
-            await alias_sql.lock_aliases(conn)
-            current = await alias_sql.select_aliases(conn)
-            for action in actions:
-                await self._apply_alias(conn, current, action)
-            fresh = await alias_sql.select_aliases(conn)
-        self.catalog.set_aliases(fresh)
-        self.on_commit()
+        async with self.catalog_lock:
+            async with self.db.begin() as conn:
+                await alias_sql.lock_aliases(conn)
+                current = await alias_sql.select_aliases(conn)
+                for action in actions:
+                    await self._apply_alias(conn, current, action)
+                fresh = await alias_sql.select_aliases(conn)
+            self.catalog.set_aliases(fresh)
+            self.on_commit()
 
     async def _apply_alias(self, conn, current: dict[str, str], action: AliasAction) -> None:
         if action.kind == "delete":
@@ -129,14 +138,15 @@ class CollectionService:
         namespace_id = collection.namespaces.get(namespace)
         if namespace_id is not None:
             return namespace_id
-        async with self.db.begin() as conn:
-            if not await repository.lock_collection(conn, collection.id):
-                raise CollectionNotFound(name)
-            namespace_id = await repository.ensure_namespace(conn, collection.id, namespace)
-        collection.namespaces[namespace] = namespace_id
-        for vector_name, params in collection.config.vectors.items():
-            self.registry.ensure(namespace_id, vector_name, params)
-        self.on_commit()
+        async with self.catalog_lock:
+            async with self.db.begin() as conn:
+                if not await repository.lock_collection(conn, collection.id):
+                    raise CollectionNotFound(name)
+                namespace_id = await repository.ensure_namespace(conn, collection.id, namespace)
+            collection.namespaces[namespace] = namespace_id
+            for vector_name, params in collection.config.vectors.items():
+                self.registry.ensure(namespace_id, vector_name, params)
+            self.on_commit()
         return namespace_id
 
     def get(self, name: str) -> Collection:

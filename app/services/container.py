@@ -16,6 +16,7 @@ from app.index.registry import IndexRegistry
 from app.models import VectorParams
 from app.services.catalog import Catalog
 from app.services.collections import CollectionService
+from app.services.columns import ColumnKeeper
 from app.services.cpu import CpuPool
 from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
@@ -36,13 +37,17 @@ class Services:
         self.catalog = Catalog()
         self.registry = IndexRegistry(settings.exact_threshold, settings.build_threads)
         self.cpu = CpuPool(settings.search_threads)
-        self.feed = ChangeFeed(
-            db, self.catalog, self.registry, self.cpu, ChangeSignal(db.url, settings.signal_dir)
+        self.columns = ColumnKeeper(db, self.catalog, self.registry, self.cpu)
+        signal = ChangeSignal(db.url, settings.signal_dir)
+        self.feed = ChangeFeed(db, self.catalog, self.registry, self.cpu, signal, self.columns)
+        self.collections = CollectionService(
+            db, self.catalog, self.registry, self.feed.committed, self.feed.lock
         )
-        self.collections = CollectionService(db, self.catalog, self.registry, self.feed.committed)
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points)
-        self.payload_indexes = PayloadIndexService(db, self.catalog, self.feed.committed)
+        self.payload_indexes = PayloadIndexService(
+            db, self.catalog, self.feed.committed, self.columns
+        )
         self.sessions = SessionService(
             db,
             self.catalog,
@@ -113,6 +118,7 @@ class Services:
                 for namespace_id in collection.namespaces.values():
                     for vector_name, params in collection.config.vectors.items():
                         total += await self._load_segment(conn, namespace_id, vector_name, params)
+            await self.columns.sync(conn)
         self.loaded.set()
         self.registry.notify()
         log.info("loaded %d vectors in %.1f s", total, time.perf_counter() - started)

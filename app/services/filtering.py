@@ -41,14 +41,18 @@ def compiled(node: Any) -> SqlFilter:
 
 
 async def matching_ids(
-    conn: AsyncConnection, namespace_id: int, node: Any
+    conn: AsyncConnection, namespace_id: int, node: Any, among: list[str] | None = None
 ) -> list[tuple[str, PointId]]:
-    """(id text, wire id) of every point of the namespace that `node` matches."""
+    """(id text, wire id) of every point of the namespace (or `among` these id texts) that
+    `node` matches."""
     sql = compiled(node)
+    where = sql.where
+    if among is not None:
+        where = sa.and_(points.c.point_id == sa.func.any(sa.literal(among, ARRAY(sa.Text))), where)
     if sql.recheck is None:
-        return await repository.select_ids(conn, namespace_id, sql.where)
+        return await repository.select_ids(conn, namespace_id, where)
     predicate = compile_predicate(node)
-    found = await repository.select_ids_rechecked(conn, namespace_id, sql.where, sql.recheck)
+    found = await repository.select_ids_rechecked(conn, namespace_id, where, sql.recheck)
     return [
         (row[0], row[1])
         for row in found

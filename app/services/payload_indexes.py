@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from app.db import payload_indexes as sql
 from app.db.database import Database
 from app.errors import BadRequest
 from app.services.catalog import Catalog
+from app.services.columns import ColumnKeeper
 
 SCHEMAS = frozenset({"keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid"})
 
@@ -26,10 +29,17 @@ def schema_type(schema: Any) -> str:
 
 
 class PayloadIndexService:
-    def __init__(self, db: Database, catalog: Catalog, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        on_commit: Callable[[], None],
+        columns: ColumnKeeper,
+    ) -> None:
         self.db = db
         self.catalog = catalog
         self.on_commit = on_commit
+        self.columns = columns
 
     async def create(self, name: str, field: str, schema: Any) -> None:
         collection = self.catalog.get(name)
@@ -37,19 +47,20 @@ class PayloadIndexService:
         if not field:
             raise BadRequest("Wrong input: field_name must not be empty")
         stored = schema if isinstance(schema, dict) else {"type": kind}
-        pg_index = sql.PAYLOAD_GIN if kind in sql.GIN_SCHEMAS else ""
         async with self.db.begin() as conn:
-            if pg_index:
-                await sql.ensure_payload_gin(conn)
-            await sql.declare(conn, collection.id, field, stored, pg_index)
+            pg_indexes = await _create_pg_indexes(conn, field, kind)
+            replaced = await sql.forget(conn, collection.id, field)
+            await sql.declare(conn, collection.id, field, stored, ",".join(pg_indexes))
+            await sql.drop_unused_indexes(conn, replaced)
         self.on_commit()
+        await self.columns.sync()
 
     async def delete(self, name: str, field: str) -> None:
         collection = self.catalog.get(name)
         async with self.db.begin() as conn:
-            await sql.forget(conn, collection.id, field)
-            await sql.drop_payload_gin_if_unused(conn)
+            await sql.drop_unused_indexes(conn, await sql.forget(conn, collection.id, field))
         self.on_commit()
+        await self.columns.sync()
 
     async def schema(self, name: str, namespace: str = "") -> dict[str, dict[str, Any]]:
         """`payload_schema`: every declared field with its type and how many points hold it."""
@@ -66,3 +77,14 @@ class PayloadIndexService:
                 info["points"] = await sql.points_with_field(conn, namespace_id, path)
                 schema[row.field_name] = info
             return schema
+
+
+async def _create_pg_indexes(conn: AsyncConnection, field: str, kind: str) -> list[str]:
+    """The PostgreSQL indexes that serve the compiled filters on a field of this type."""
+    names = []
+    if kind in sql.GIN_SCHEMAS:  # equality: containment tests
+        await sql.ensure_payload_gin(conn)
+        names.append(sql.PAYLOAD_GIN)
+    if expression := await sql.ensure_expression_index(conn, field, kind):
+        names.append(expression)  # ranges, datetimes, text, geo: app.db.functions
+    return names

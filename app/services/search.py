@@ -19,7 +19,7 @@ from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId
 from app.services import recommend
 from app.services.payloads import PayloadSelector, VectorSelector
-from app.services.planner import FilterPlanner
+from app.services.planner import Candidates, FilterPlanner
 from app.services.points import (
     OrderBy,
     PointService,
@@ -82,8 +82,9 @@ class SearchService:
         self.registry = points.registry
         self.cpu = points.cpu
         self.db = points.db
-        self.planner = FilterPlanner(points.db, points.cpu)
+        self.planner = FilterPlanner(points.db, points.registry, points.cpu)
         self.plan_counts: Counter[str] = Counter()
+        self.filter_sources: Counter[str] = Counter()  # where filtered searches found candidates
 
     async def search(self, name: str, request: SearchRequest, namespace: str = "") -> SearchResult:
         collection = self.catalog.get(name)
@@ -97,17 +98,14 @@ class SearchService:
             return SearchResult([], "exact")
         k = request.offset + request.limit + len(target.exclude)
         detail: dict[str, Any] = {}
-        allowed = None
-        if request.filter is not None:
-            found = await self.planner.candidates(namespace_id, segment, request.filter)
-            allowed = found.rows
-            detail = {
-                "candidates": len(found.rows),
-                "filter": "cached" if found.cached else "sql",
-                "filter_ms": round(found.seconds * 1000, 3),
-            }
         started = time.perf_counter()
-        hits = await self._hits(segment, target, k, request, allowed)
+        if request.filter is None:
+            hits = await self._hits(segment, target, k, request, None)
+            plan = hits.plan
+        else:
+            hits, plan, detail = await self._filtered_hits(
+                namespace_id, segment, target, k, request
+            )
         chosen = [
             (pid, score, version)
             for pid, score, version in zip(hits.ids, hits.scores, hits.versions, strict=True)
@@ -116,7 +114,7 @@ class SearchService:
         detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
         await self._attach(collection, namespace_id, records, request)
-        self.plan_counts[hits.plan + ("-filtered" if allowed is not None else "")] += 1
+        self.plan_counts[plan] += 1
         return SearchResult(records, hits.plan, detail)
 
     async def search_batch(
@@ -158,6 +156,60 @@ class SearchService:
         if request.is_listing:
             raise BadRequest("Wrong input: resumable queries take a query vector")
         return self.target(self.catalog.get(name), request)
+
+    async def _filtered_hits(
+        self, namespace_id: int, segment: Segment, target: Target, k: int, request: SearchRequest
+    ) -> tuple[SearchHits, str, dict[str, Any]]:
+        """Hits that match the filter, as the planner advises, with the plan and its detail."""
+        may_sample = target.vector is not None  # a recommend scorer needs the listed rows
+        found = await self.planner.candidates(namespace_id, segment, request.filter, may_sample)
+        self.filter_sources[found.source] += 1
+        detail: dict[str, Any] = {
+            "candidates": found.estimate,
+            "filter": found.source,
+            "filter_ms": round(found.seconds * 1000, 3),
+        }
+        if found.rows is None:
+            confirmed = await self._confirmed_hits(namespace_id, segment, target, k, request, found)
+            if confirmed is not None:
+                hits, detail["checked"] = confirmed
+                return hits, hits.plan + "-postfiltered", detail
+            # the sample misjudged the filter: list its matches after all
+            found = await self.planner.candidates(namespace_id, segment, request.filter, False)
+            detail.update(candidates=found.estimate, filter=f"{detail['filter']}+{found.source}")
+        hits = await self._hits(segment, target, k, request, found.rows)
+        return hits, hits.plan + "-filtered", detail
+
+    async def _confirmed_hits(
+        self,
+        namespace_id: int,
+        segment: Segment,
+        target: Target,
+        k: int,
+        request: SearchRequest,
+        found: Candidates,
+    ) -> tuple[SearchHits, int] | None:
+        """Search unfiltered for enough results that `k` of them should match (by the
+        estimated share) and keep those PostgreSQL confirms; once more 4x wider if too few
+        matched. None if still too few, while the segment holds more: the caller lists
+        the matches instead, so a filtered query returns `limit` results whenever that many
+        points match. Returns the hits and how many results were checked."""
+        share = max(found.estimate / max(len(segment), 1), 0.01)
+        width = min(int(k / share * 2) + 20, len(segment))
+        for _ in range(2):
+            hits = await self._hits(segment, target, width, request, None)
+            matching = await self.planner.confirm(namespace_id, request.filter, hits.ids)
+            kept = [i for i, pid in enumerate(hits.ids) if pid in matching]
+            if len(kept) >= k or len(hits.ids) < width or width >= len(segment):
+                picked = SearchHits(
+                    [hits.ids[i] for i in kept],
+                    [hits.scores[i] for i in kept],
+                    [hits.versions[i] for i in kept],
+                    hits.plan,
+                )
+                return picked, len(hits.ids)
+            width = min(width * 4, len(segment))
+        return None
 
     async def _hits(
         self,

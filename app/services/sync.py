@@ -31,6 +31,7 @@ from app.db.database import Database
 from app.index.registry import IndexRegistry
 from app.models import Collection, PointId
 from app.services.catalog import Catalog
+from app.services.columns import ColumnKeeper
 from app.services.cpu import CpuPool
 
 log = logging.getLogger(__name__)
@@ -92,15 +93,19 @@ class ChangeFeed:
         registry: IndexRegistry,
         cpu: CpuPool,
         signal: ChangeSignal,
+        columns: ColumnKeeper,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
         self.cpu = cpu
         self.signal = signal
+        self.columns = columns
         self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
         self._seen = signal.current()
-        self._lock = asyncio.Lock()
+        # held while PostgreSQL's catalog is reloaded and applied; this worker's own catalog
+        # changes take it too, so a reload never reads before one commits and applies after
+        self.lock = asyncio.Lock()
 
     async def ensure_current(self) -> None:
         """Catch up first if any worker on this host committed since we last looked."""
@@ -115,11 +120,12 @@ class ChangeFeed:
             self._seen = generation  # nobody else wrote in between: nothing to fetch
 
     async def catch_up(self, force: bool = False) -> None:
-        async with self._lock:
+        async with self.lock:
             target = self.signal.current()
             if target == self._seen and not force:
                 return
             await self._reload_catalog()
+            await self.columns.sync()
             await self._apply_point_changes()
             self._seen = target
 
@@ -220,3 +226,18 @@ def _apply(
         registry.ensure(namespace_id, vector_name, params).delete(
             [r[0] for r in rows], [r[1] for r in rows]
         )
+    _apply_to_columns(registry, changes, tombstones)
+
+
+def _apply_to_columns(
+    registry: IndexRegistry,
+    changes: list[repository.PointChange],
+    tombstones: list[repository.Tombstone],
+) -> None:
+    """Keep in-memory payload columns in step with other workers' writes."""
+    for change in changes:
+        if (columns := registry.columns(change.namespace_id)) is not None:
+            columns.put([(change.id, change.seq, change.payload)])
+    for stone in tombstones:
+        if (columns := registry.columns(stone.namespace_id)) is not None:
+            columns.remove([(stone.id, stone.seq)])

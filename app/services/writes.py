@@ -52,6 +52,12 @@ class WriteContext:
         params = self.collection.config.vectors[vector_name]
         return self.registry.ensure(self.namespace_id, vector_name, params)
 
+    def payloads_written(self, payloads: dict[str, Any], wire: dict[str, PointId], seqs) -> None:
+        """Keep the namespace's in-memory payload columns (if any) in step with a write."""
+        columns = self.registry.columns(self.namespace_id)
+        if columns is not None:
+            columns.put((wire[t], seq, payloads[t]) for t, seq in seqs.items())
+
 
 class Operation(Protocol):
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect: ...
@@ -87,6 +93,7 @@ class Upsert:
                     segment.upsert([wire[t] for t in having], stacked, [seqs[t] for t in having])
                 if lacking:
                     segment.delete(lacking)
+            ctx.payloads_written({w.id_text: w.payload for w in self.writes}, wire, seqs)
 
         return Effect(_last(seqs), apply, len(seqs))
 
@@ -102,6 +109,8 @@ class Delete:
         def apply() -> None:
             for vector_name in ctx.collection.config.vectors:
                 ctx.segment(vector_name).delete(deleted)
+            if (columns := ctx.registry.columns(ctx.namespace_id)) is not None:
+                columns.remove((point_id, seq or 0) for point_id in deleted)
 
         return Effect(seq or 0, apply, len(deleted))
 
@@ -120,7 +129,12 @@ class ChangePayload:
         new = {pid: self.change(dict(payload or {})) for pid, payload in current.items()}
         seqs = await repository.update_payloads(conn, ctx.namespace_id, new)
         wire = await _wire_ids(conn, ctx, seqs)
-        return Effect(_last(seqs), lambda: _set_versions(ctx, wire, seqs), len(seqs))
+
+        def apply() -> None:
+            _set_versions(ctx, wire, seqs)
+            ctx.payloads_written(new, wire, seqs)
+
+        return Effect(_last(seqs), apply, len(seqs))
 
 
 def set_payload(selector: PointSelector, payload: dict[str, Any], key: str | None) -> ChangePayload:
