@@ -124,7 +124,8 @@ class FieldColumn:
 
     def matches(self, node: Node) -> Matches | None:
         """The points for which `node` (a condition on this column's path) holds."""
-        if isinstance(node, Equals | AnyOf):
+        at_path = len(node.path.steps) == len(self.keys)  # not below it: elements are ours
+        if at_path and isinstance(node, Equals | AnyOf):
             literals = (node.value,) if isinstance(node, Equals) else node.values
             loose = node.typing is Typing.LOOSE
             elements = {e for literal in literals for e in _lookups(literal, loose)}
