@@ -175,7 +175,7 @@ def random_filters(r: random.Random) -> list[Node]:
 
 
 @settings(
-    max_examples=int(os.environ.get("FILTERS_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("FILTERS_EXAMPLES", "120")),
     deadline=None,
     # No shrinking: every step is a database round trip, and the failure message already
     # names the filter and the points on which the back ends differ.

@@ -37,7 +37,7 @@ def check(columns: PayloadColumns, points: list[Point], node: Node) -> bool:
 
 
 # no shrinking: the failure message names the filter, and shrinking these can take minutes
-@settings(max_examples=300, deadline=None, database=None, phases=[Phase.explicit, Phase.generate])
+@settings(max_examples=150, deadline=None, database=None, phases=[Phase.explicit, Phase.generate])
 @given(st.randoms(use_true_random=False))
 def test_columns_agree_with_the_reference(r: random.Random) -> None:
     points = random_points(r)

@@ -140,7 +140,7 @@ def test_datetime_text_and_geo_indexes_serve_their_filters(client, database_url)
             "bio": f"{words[i % 6]} {words[(i * 7) % 6]} {i}",
             "loc": {"lat": -60 + (i % 120), "lon": -170 + (i * 13) % 340},
         }
-        for i in range(3000)
+        for i in range(1200)
     ]
     client.create_collection(
         "typed", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT)
