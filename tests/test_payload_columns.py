@@ -36,16 +36,22 @@ def check(columns: PayloadColumns, points: list[Point], node: Node) -> bool:
     return True
 
 
-# no shrinking: the failure message names the filter, and shrinking these can take minutes
-@settings(max_examples=150, deadline=None, database=None, phases=[Phase.explicit, Phase.generate])
-@given(st.randoms(use_true_random=False))
-def test_columns_agree_with_the_reference(r: random.Random) -> None:
+def agree_on_random_filters(r: random.Random) -> tuple[list[Point], PayloadColumns]:
+    """Random points in filled columns, checked against random filters."""
     points = random_points(r)
     columns = PayloadColumns(FIELDS)
     columns.put((p.id, 1, p.payload) for p in points)
     columns.ready = True
     for node in random_filters(r):
         check(columns, points, node)
+    return points, columns
+
+
+# no shrinking: the failure message names the filter, and shrinking these can take minutes
+@settings(max_examples=150, deadline=None, database=None, phases=[Phase.explicit, Phase.generate])
+@given(st.randoms(use_true_random=False))
+def test_columns_agree_with_the_reference(r: random.Random) -> None:
+    points, columns = agree_on_random_filters(r)
     # rewrite some payloads and delete some points; an older write arriving late is ignored
     rewritten = [Point(p.id, gen.payload(r), p.vector_names) for p in points[::2]]
     columns.put((p.id, 3, p.payload) for p in rewritten)
@@ -148,10 +154,4 @@ def test_equality_below_a_column_path_is_decided_per_value() -> None:
 def test_columns_agree_on_many_fixed_seeds() -> None:
     """The property above over 2000 fixed seeds: a cheap, reproducible sweep."""
     for seed in range(2000):
-        r = random.Random(seed)
-        points = random_points(r)
-        columns = PayloadColumns(FIELDS)
-        columns.put((p.id, 1, p.payload) for p in points)
-        columns.ready = True
-        for node in random_filters(r):
-            check(columns, points, node)
+        agree_on_random_filters(random.Random(seed))
