@@ -111,10 +111,17 @@ class SqlFilter:
 
 
 def compile_sql(
-    node: Node, points: sa.Table = points, vectors: sa.Table = point_vectors
+    node: Node,
+    points: sa.Table = points,
+    vectors: sa.Table = point_vectors,
+    indexed: frozenset[str] = frozenset(),
 ) -> SqlFilter:
-    """A WHERE clause over `points` (correlated to `vectors` for `has_vector`)."""
-    bounds = _Compiler(points, vectors, points.c.payload, nested=False).compile(node)
+    """A WHERE clause over `points` (correlated to `vectors` for `has_vector`).
+
+    `indexed`: declared fields whose expression indexes the clause should be able to use
+    (the implied tests that serve them cost time per row where no index serves them)."""
+    compiler = _Compiler(points, vectors, points.c.payload, nested=False, indexed=indexed)
+    bounds = compiler.compile(node)
     if bounds.maybe is None:
         return SqlFilter(bounds.sure)
     return SqlFilter(bounds.maybe, bounds.sure.is_not(sa.true()))
@@ -284,11 +291,20 @@ def _containment(steps: tuple[Step, ...], leaf: Any) -> Any:
 class _Compiler:
     """Compiles nodes against one JSON document: the payload, or an element inside `nested`."""
 
-    def __init__(self, points: sa.Table, vectors: sa.Table, doc: Json, *, nested: bool) -> None:
+    def __init__(
+        self,
+        points: sa.Table,
+        vectors: sa.Table,
+        doc: Json,
+        *,
+        nested: bool,
+        indexed: frozenset[str] = frozenset(),
+    ) -> None:
         self.points = points
         self.vectors = vectors
         self.doc = doc
         self.nested = nested
+        self.indexed = indexed
 
     def compile(self, node: Node) -> _Bounds:
         match node:
@@ -392,7 +408,7 @@ class _Compiler:
         values = _Values(self.doc, node.path)
         sure_pred, maybe_pred = _value_preds(node)
         sure = values.any(sure_pred)
-        hint = None if self.nested else _hint(self.doc, node)
+        hint = None if self.nested else _hint(self.doc, node, self.indexed)
         if hint is not None:
             sure = sa.and_(hint, sure)
         if maybe_pred is None:
@@ -547,8 +563,14 @@ def _contains(value: Json, literal: Scalar, negated: bool) -> Bool:
     return sa.and_(_is(value, "array"), ~found if negated else found)
 
 
-def _hint(doc: Json, node: ValueTest) -> Bool | None:
-    """A GIN-servable containment test implied by an equality test, or None."""
+def _hint(doc: Json, node: ValueTest, indexed: frozenset[str]) -> Bool | None:
+    """A containment test implied by an equality test (served by the GIN index), or for a
+    declared field an implied test on its expression indexes; None if neither applies."""
+    declared = str(node.path) in indexed and not any(
+        not isinstance(step, Key) for step in node.path.steps
+    )
+    if not declared and not isinstance(node, Equals | AnyOf | Contains):
+        return None
     match node:
         case Equals(path, literal, typing):
             leaves = _hint_leaves(path, (literal,), typing)

@@ -34,18 +34,22 @@ def parse_filter(raw: Any, language: str) -> Any:
 
 
 @lru_cache(maxsize=1024)
-def compiled(node: Any) -> SqlFilter:
+def compiled(node: Any, indexed: frozenset[str] = frozenset()) -> SqlFilter:
     """The SQL of a filter, built once: a filter that repeats (a tenant, a category) is
     compiled on its first use only. AST nodes are frozen, so they key the cache."""
-    return compile_sql(node)
+    return compile_sql(node, indexed=indexed)
 
 
 async def matching_ids(
-    conn: AsyncConnection, namespace_id: int, node: Any, among: list[str] | None = None
+    conn: AsyncConnection,
+    namespace_id: int,
+    node: Any,
+    among: list[str] | None = None,
+    indexed: frozenset[str] = frozenset(),
 ) -> list[tuple[str, PointId]]:
     """(id text, wire id) of every point of the namespace (or `among` these id texts) that
-    `node` matches."""
-    sql = compiled(node)
+    `node` matches; `indexed`: the collection's declared fields (see `compile_sql`)."""
+    sql = compiled(node, indexed)
     where = sql.where
     if among is not None:
         where = sa.and_(points.c.point_id == sa.func.any(sa.literal(among, ARRAY(sa.Text))), where)
@@ -61,7 +65,7 @@ async def matching_ids(
 
 
 async def filter_where(
-    conn: AsyncConnection, namespace_id: int, node: Any
+    conn: AsyncConnection, namespace_id: int, node: Any, indexed: frozenset[str] = frozenset()
 ) -> sa.ColumnElement[bool] | None:
     """An exact WHERE clause over `points` for `node` (None: no filter).
 
@@ -70,10 +74,10 @@ async def filter_where(
     """
     if node is None:
         return None
-    sql = compiled(node)
+    sql = compiled(node, indexed)
     if sql.recheck is None:
         return sql.where
-    ids = [text for text, _ in await matching_ids(conn, namespace_id, node)]
+    ids = [text for text, _ in await matching_ids(conn, namespace_id, node, indexed=indexed)]
     return points.c.point_id == sa.func.any(sa.literal(ids, ARRAY(sa.Text)))
 
 
