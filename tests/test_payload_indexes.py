@@ -177,3 +177,13 @@ def test_datetime_text_and_geo_indexes_serve_their_filters(client, database_url)
         assert client.count("typed", count_filter=flt).count == expected
         client.delete_payload_index("typed", field, wait=True)
         assert index not in explain(database_url, where)
+
+
+def test_expression_hints_only_for_declared_fields() -> None:
+    """Where no index serves them the implied tests cost time per row, so the compiled SQL
+    carries them only for declared fields (equality's GIN containment test is always there)."""
+    node = parse_qdrant_filter({"must": [{"key": "when", "range": {"gt": "2024-01-01T00:00:00Z"}}]})
+    plain = str(compile_sql(node).where.compile(dialect=postgresql.dialect()))
+    assert "waypoint_ts" not in plain
+    declared = compile_sql(node, indexed=frozenset({"when"})).where
+    assert "waypoint_ts_max" in str(declared.compile(dialect=postgresql.dialect()))
