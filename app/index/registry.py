@@ -50,6 +50,11 @@ class IndexRegistry:
         """The in-memory payload columns of a namespace (None: no declared fields)."""
         return self._columns.get(namespace_id)
 
+    def declared_fields(self, namespace_id: int) -> frozenset[str]:
+        """The namespace's declared payload fields (its columns exist exactly when declared)."""
+        columns = self._columns.get(namespace_id)
+        return columns.fields if columns is not None else frozenset()
+
     def set_columns(self, namespace_id: int, columns: PayloadColumns | None) -> None:
         if columns is None:
             self._columns.pop(namespace_id, None)

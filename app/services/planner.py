@@ -95,14 +95,11 @@ class FilterPlanner:
             if estimate > max(segment.exact_threshold, POSTFILTER_SHARE * len(segment)):
                 return Candidates(None, "sampled", 0.0, estimate)
         async with self.db.connect() as conn:
-            found = await matching_ids(conn, namespace_id, node, indexed=self.indexed(namespace_id))
+            found = await matching_ids(
+                conn, namespace_id, node, indexed=self.registry.declared_fields(namespace_id)
+            )
         rows = await self.cpu.run(segment.rows_of, [wire for _, wire in found])
         return Candidates(rows, "sql", 0.0, len(rows))
-
-    def indexed(self, namespace_id: int) -> frozenset[str]:
-        """The namespace's declared fields (their columns exist exactly when declared)."""
-        columns = self.registry.columns(namespace_id)
-        return columns.fields if columns is not None else frozenset()
 
     async def _estimate(self, namespace_id: int, segment: Segment, node: Any) -> int:
         """Matching live points, from how many of a random sample of them match."""
@@ -114,7 +111,9 @@ class FilterPlanner:
         """Which of these points match `node` (one SQL query over their ids)."""
         async with self.db.connect() as conn:
             texts = [str(pid) for pid in ids]
-            found = await matching_ids(conn, namespace_id, node, texts, self.indexed(namespace_id))
+            found = await matching_ids(
+                conn, namespace_id, node, texts, self.registry.declared_fields(namespace_id)
+            )
         return {wire for _, wire in found}
 
 

@@ -192,7 +192,10 @@ class PointService:
             ids = [
                 text
                 for text, _ in await matching_ids(
-                    conn, namespace_id, selector.filter, indexed=self._indexed(namespace_id)
+                    conn,
+                    namespace_id,
+                    selector.filter,
+                    indexed=self.registry.declared_fields(namespace_id),
                 )
             ]
             if selector.ids is not None:
@@ -200,11 +203,6 @@ class PointService:
                 ids = [text for text in ids if text in wanted]
             return ids
         return list(dict.fromkeys(parse_point_id(i, collection)[0] for i in selector.ids or ()))
-
-    def _indexed(self, namespace_id: int) -> frozenset[str]:
-        """Declared payload fields, whose PostgreSQL indexes the compiled filters may use."""
-        columns = self.registry.columns(namespace_id)
-        return columns.fields if columns is not None else frozenset()
 
     async def _lock(self, conn, collection: Collection) -> None:
         if not await repository.lock_collection(conn, collection.id):
@@ -263,7 +261,9 @@ class PointService:
             text, kind, number = parse_point_id(offset, collection)
             start = (int(kind), number, text)
         async with self.db.connect() as conn:
-            where = await filter_where(conn, namespace_id, filter_, self._indexed(namespace_id))
+            where = await filter_where(
+                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
+            )
             rows = await repository.scroll_points(
                 conn, namespace_id, start=start, limit=limit + 1, with_vectors=False, where=where
             )
@@ -280,7 +280,9 @@ class PointService:
     ) -> list[tuple[repository.PointRecord, Any]]:
         async with self.db.connect() as conn:
             kind = await _range_index(conn, collection, order_by.key)
-            where = await filter_where(conn, namespace_id, filter_, self._indexed(namespace_id))
+            where = await filter_where(
+                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
+            )
             return await ordering.ordered_points(
                 conn,
                 namespace_id,
@@ -310,7 +312,9 @@ class PointService:
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, namespace)
         async with self.db.connect() as conn:
-            where = await filter_where(conn, namespace_id, filter_, self._indexed(namespace_id))
+            where = await filter_where(
+                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
+            )
             return await repository.count_points(conn, namespace_id, where)
 
     def records(
