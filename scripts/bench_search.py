@@ -13,7 +13,7 @@ measures recall@10 against exact ground truth, p50/p99 latency and QPS of
    database unless ``--service-url`` points at a running one.
 
 Clients are separate processes (spawned), each with one persistent connection (psycopg, or
-``http.client`` keep-alive with pre-encoded JSON bodies) sending its queries sequentially;
+a lean HTTP/1.1 keep-alive client with pre-built requests) sending its queries sequentially;
 every client sends all ``--queries`` queries (starting at a different offset) after
 ``--warmup`` unmeasured ones. Latency is measured per request in the client; QPS = measured
 requests / wall time of the measured window. Each row records ``other_cpu``, the share of the
