@@ -72,6 +72,24 @@ def test_graph_path_recall(distance: Distance) -> None:
     assert exact.plan == "exact"
 
 
+@pytest.mark.parametrize("distance", [Distance.COSINE, Distance.EUCLID])
+def test_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
+    """Cosine distances (1 - dot) of 40 near-copies of the query differ at float32
+    resolution, so the graph orders them by rounding noise. Only results near the k-th are
+    re-scored: the slack must let in every near-tie, or the graph's answer would differ from
+    the exact path's float64 order (fails with CONTENDER_SLACK = 0)."""
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=32).astype(np.float32)
+    centre /= np.linalg.norm(centre)
+    copies = centre + 2e-4 * rng.normal(size=(40, 32)).astype(np.float32)
+    data = np.concatenate([clustered(3000, 32, seed=8), copies])
+    segment = filled(data, distance, threshold=1000)
+    graph, exact = segment.search(centre, 10), segment.search(centre, 10, exact=True)
+    assert (graph.plan, exact.plan) == ("hnsw", "exact")
+    assert graph.ids == exact.ids == brute_force(data, centre, distance, 10)[0]
+    assert graph.scores == exact.scores
+
+
 def test_deleted_and_replaced_points_never_come_back() -> None:
     data = clustered(3000, 16, seed=5)
     segment = filled(data, Distance.EUCLID, threshold=500)

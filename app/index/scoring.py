@@ -8,14 +8,21 @@ candidates, so rounding in a matrix product can never reorder two results.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from app.models import Distance
+
+TINY = np.finfo(np.float64).tiny
 
 
 def prepare(vectors: np.ndarray, distance: Distance) -> np.ndarray:
     """Vectors as stored and searched: float32, unit length for Cosine (zero stays zero)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if distance is Distance.COSINE and vectors.ndim == 1:  # a query: skip the matrix machinery
+        norm = math.sqrt(float(vectors @ vectors))
+        return vectors if norm == 0 else (vectors / norm).astype(np.float32, copy=False)
     if distance is Distance.COSINE:
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / np.where(norms == 0, 1, norms)
@@ -44,8 +51,8 @@ def exact_scores(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> n
         return np.sqrt(((rows - q) ** 2).sum(axis=1))
     products = rows @ q
     if distance is Distance.COSINE:
-        norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(q)
-        products = np.divide(products, norms, out=np.zeros_like(products), where=norms > 0)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows) * float(q @ q))
+        products /= np.maximum(norms, TINY)  # a zero vector scores 0 (0 / tiny)
     return products
 
 

@@ -22,6 +22,7 @@ from app.index.recommend import RecoScorer, Strategy, core_similarity, sigmoid
 from app.models import Distance, HnswParams, PointId
 
 RESCORE_MARGIN = 32  # extra exact-scan candidates re-scored in float64 before the final cut
+CONTENDER_SLACK = 1e-4  # relative float32 distance gap under which graph results may swap
 INDEX_CHUNK = 512  # rows added to the graph per write-lock hold
 HNSW_SEED = 100
 PROBE_ROUNDS = 3  # best_score graph probes: widths w, 4w, 16w, then an exact scan
@@ -322,13 +323,26 @@ class Segment:
         try:
             # The effective ef is max(index ef, k): asking for `want` labels gives ef=want
             # without touching the index-global set_ef (which would race between searches).
-            labels, _ = self._graph.knn_query(query, k=want, num_threads=1)
+            labels, distances = self._graph.knn_query(query, k=want, num_threads=1)
         except RuntimeError:  # the graph could not produce `want` live results
             return None
-        if indexed_only:
-            return labels[0].astype(np.int64)
-        pending = self._scan_candidates(query, k, self._graph_rows)
-        return np.concatenate([labels[0].astype(np.int64), pending])
+        rows = labels[0, : self._contenders(distances[0], k)].astype(np.int64)
+        if indexed_only or self._graph_rows == self._count:
+            return rows
+        return np.concatenate([rows, self._scan_candidates(query, k, self._graph_rows)])
+
+    def _contenders(self, distances: np.ndarray, k: int) -> int:
+        """How many of the graph's best-first results may still be among the k best.
+
+        Only those are re-scored exactly (fewer rows gathered from a matrix the search did
+        not touch): the k-th and every result its float32 distance might tie with, within a
+        relative slack far above float32 rounding. For Dot the rounding scales with vector
+        norms the distance does not show, so every result is kept.
+        """
+        if self.distance is Distance.DOT or len(distances) <= k:
+            return len(distances)
+        kth = float(distances[k - 1])
+        return int(np.searchsorted(distances, kth + CONTENDER_SLACK * (1 + abs(kth)), "right"))
 
     def _finish(
         self, query: np.ndarray, rows: np.ndarray, k: int, threshold: float | None, plan: str
@@ -341,7 +355,7 @@ class Segment:
         best = scoring.order(scores, rows, self.distance)[:k]
         rows = rows[best]
         return SearchHits(
-            ids=[self._ids[r] for r in rows],
+            ids=[self._ids[r] for r in rows.tolist()],
             scores=scores[best].tolist(),
             versions=self._versions[rows].tolist(),
             plan=plan,
@@ -362,7 +376,7 @@ class Segment:
         best = np.lexsort((rows, -scores))[:k]
         rows = rows[best]
         return SearchHits(
-            ids=[self._ids[r] for r in rows],
+            ids=[self._ids[r] for r in rows.tolist()],
             scores=scores[best].astype(np.float64).tolist(),
             versions=self._versions[rows].tolist(),
             plan=plan,
