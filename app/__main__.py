@@ -26,6 +26,8 @@ def serve(args: argparse.Namespace) -> None:
     """Start the embedded database if needed, migrate, and run the API with uvicorn."""
     import uvicorn
 
+    from app.protocol import CoalescingHttpToolsProtocol
+
     settings = Settings.from_env()
     # Resolve the database once in this process so that every worker shares it.
     os.environ["DATABASE_URL"] = _database_url(settings)
@@ -40,7 +42,7 @@ def serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         loop="uvloop",
     )
 
