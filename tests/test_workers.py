@@ -72,12 +72,13 @@ def test_workers_on_other_hosts_catch_up_by_polling(server_factory, database_url
     )
     httpx.put(f"{first.url}/collections/far", json={"vectors": {"size": 2, "distance": "Dot"}})
     put_points(first.url, "far", [1, 2], np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+    # `count` is answered by PostgreSQL, searches by the remote's memory: wait for what the
+    # poll brings (a search), not for what the database already holds (a count).
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if (
-            httpx.get(f"{remote.url}/collections/far").status_code == 200
-            and count(remote.url, "far") == 2
-        ):
+        known = httpx.get(f"{remote.url}/collections/far").status_code == 200
+        if known and nearest(remote.url, "far", np.array([0.0, 1.0]), 1) == [2]:
             break
         time.sleep(0.1)
     assert nearest(remote.url, "far", np.array([0.0, 1.0]), 1) == [2]
+    assert count(remote.url, "far") == 2
