@@ -288,8 +288,13 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
-def pid_listening_on(port: int) -> int | None:
-    """Pid of a local process with a listening TCP socket on ``port`` (best effort)."""
+def pids_listening_on(port: int) -> list[int]:
+    """Local processes with a listening TCP socket on ``port``, without their descendants.
+
+    Workers with sockets of their own (``SO_REUSEPORT``) are siblings: all are returned. A
+    supervisor sharing its socket with its workers is returned alone (``CpuMeter`` counts
+    the process trees of the pids it is given).
+    """
     inodes: set[str] = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(name) as fh:
@@ -297,16 +302,21 @@ def pid_listening_on(port: int) -> int | None:
                 f = line.split()
                 if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
                     inodes.add(f[9])
-    if not inodes:
-        return None
     targets = {f"socket:[{i}]" for i in inodes}
-    for d in sorted((d for d in os.listdir("/proc") if d.isdigit()), key=int):
+    pids: set[int] = set()
+    for d in (d for d in os.listdir("/proc") if d.isdigit()) if targets else ():
         with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{d}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{d}/fd/{fd}") in targets:
-                        return int(d)
-    return None
+            if any(os.readlink(f"/proc/{d}/fd/{fd}") in targets
+                   for fd in os.listdir(f"/proc/{d}/fd")):
+                pids.add(int(d))
+    return sorted(pid for pid in pids if not _ancestors(pid) & pids)
+
+
+def _ancestors(pid: int) -> set[int]:
+    found: set[int] = set()
+    while (pid := parent_pid(pid) or 0) > 1 and pid not in found:
+        found.add(pid)
+    return found
 
 
 # ----------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from bench_common import (
     machine_info,
     markdown_table,
     parent_pid,
-    pid_listening_on,
+    pids_listening_on,
     recall_at,
     run_clients,
     shared_dir,
@@ -370,8 +370,7 @@ def started_service(args: argparse.Namespace, tag: str) -> Iterator[Service]:
     """
     if args.service_url:
         port = _url_port(args.service_url)
-        pid = pid_listening_on(port) if port else None
-        yield Service(args.service_url.rstrip("/"), [pid] if pid else [])
+        yield Service(args.service_url.rstrip("/"), pids_listening_on(port) if port else [])
         return
     import httpx
     import psycopg
