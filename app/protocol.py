@@ -48,7 +48,7 @@ class CoalescingTransport:
         """Send what this turn wrote, in one call (nothing once the connection is closing)."""
         held, self._held = self._held, []
         if held and not self._transport.is_closing():
-            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+            self._transport.write(b"".join(held))  # one chunk: joined is the chunk itself
 
     def close(self) -> None:
         self.flush()
