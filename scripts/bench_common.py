@@ -303,13 +303,23 @@ def pids_listening_on(port: int) -> list[int]:
                 if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
                     inodes.add(f[9])
     targets = {f"socket:[{i}]" for i in inodes}
-    pids: set[int] = set()
-    for d in (d for d in os.listdir("/proc") if d.isdigit()) if targets else ():
-        with contextlib.suppress(OSError):
-            if any(os.readlink(f"/proc/{d}/fd/{fd}") in targets
-                   for fd in os.listdir(f"/proc/{d}/fd")):
-                pids.add(int(d))
+    pids = {int(d) for d in os.listdir("/proc") if d.isdigit() and _holds(int(d), targets)}
     return sorted(pid for pid in pids if not _ancestors(pid) & pids)
+
+
+def _holds(pid: int, targets: set[str]) -> bool:
+    """Whether ``pid`` has a file descriptor on one of ``targets`` (fds may close meanwhile)."""
+    if not targets:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                return True
+    return False
 
 
 def _ancestors(pid: int) -> set[int]:
