@@ -189,15 +189,9 @@ class PointService:
     ) -> list[str]:
         """Id texts of the points a selector names (ids need not exist; filters match)."""
         if selector.filter is not None:
-            ids = [
-                text
-                for text, _ in await matching_ids(
-                    conn,
-                    namespace_id,
-                    selector.filter,
-                    indexed=self.registry.declared_fields(namespace_id),
-                )
-            ]
+            indexed = self.registry.declared_fields(namespace_id)
+            found = await matching_ids(conn, namespace_id, selector.filter, indexed=indexed)
+            ids = [text for text, _ in found]
             if selector.ids is not None:
                 wanted = {parse_point_id(i, collection)[0] for i in selector.ids}
                 ids = [text for text in ids if text in wanted]
