@@ -260,6 +260,28 @@ def setup_pgvector() -> str:
     return out.strip().splitlines()[-1]
 
 
+def pg_table(ds: Dataset) -> str:
+    """The pgvector table of a dataset (kept between runs by ``--pg-reuse``)."""
+    return "bench_search_" + re.sub(r"\W", "_", ds.name)
+
+
+def pg_query_spec(ds: Dataset, dsn: str, ef: int) -> PgQuerySpec:
+    """Top-K by the dataset's metric at ``hnsw.ef_search = ef``."""
+    op = "<->" if ds.metric == "l2" else "<=>"
+    # own SQL text per setting: psycopg's prepared plans are not re-planned (§5)
+    sql = f"SELECT id FROM {pg_table(ds)} ORDER BY embedding {op} %s LIMIT {K} /* ef_search={ef} */"
+    return PgQuerySpec(dsn, sql, ds.queries, (f"SET hnsw.ef_search = {ef}",))
+
+
+def service_query_spec(ds: Dataset, url: str, ef: int) -> QdrantQuerySpec:
+    """Top-K ``points/query`` on the dataset's collection at ``params.hnsw_ef = ef``."""
+    return QdrantQuerySpec(url, service_collection(ds), ds.queries, K, {"hnsw_ef": ef})
+
+
+def service_collection(ds: Dataset) -> str:
+    return "bench_" + re.sub(r"\W", "_", ds.name)
+
+
 def bench_pgvector(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, dsn: str) -> None:
     """Load the dataset with COPY, build the HNSW index and sweep hnsw.ef_search."""
     import psycopg
@@ -267,8 +289,8 @@ def bench_pgvector(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, dsn:
     from pgvector.psycopg import register_vector
 
     n, d = ds.base.shape
-    op, opclass = ("<->", "vector_l2_ops") if ds.metric == "l2" else ("<=>", "vector_cosine_ops")
-    table = "bench_search_" + re.sub(r"\W", "_", ds.name)
+    opclass = "vector_l2_ops" if ds.metric == "l2" else "vector_cosine_ops"
+    table = pg_table(ds)
     config = f"m={args.pg_m},efc={args.pg_efc}"
     sha = ds.meta.get("files", {}).get("base.npy", {}).get("sha256", "")[:16]
     fingerprint = f"{ds.name} n={n} d={d} base={sha} {config} {opclass}"
@@ -292,17 +314,13 @@ def bench_pgvector(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, dsn:
             cur.execute(psycopg.sql.SQL("COMMENT ON TABLE {} IS {}").format(
                 psycopg.sql.Identifier(table), psycopg.sql.Literal(fingerprint)))
 
-        sql0 = f"SELECT id FROM {table} ORDER BY embedding {op} %s LIMIT {K}"
         for ef in args.pg_ef:
-            # own SQL text per setting: psycopg's prepared plans are not re-planned (§5)
-            sql = f"{sql0} /* ef_search={ef} */"
-            setup = (f"SET hnsw.ef_search = {ef}",)
-            cur.execute(setup[0])
-            plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql, (ds.queries[0],)))
+            spec = pg_query_spec(ds, dsn, ef)
+            cur.execute(spec.setup_sql[0])
+            plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + spec.sql, (ds.queries[0],)))
             plan_name = "hnsw" if f"{table}_embedding_idx" in plan else "other"
             for clients in args.clients:
                 log(f"{ds.name}: pgvector ef_search={ef}, {clients} client(s)")
-                spec = PgQuerySpec(dsn, sql, ds.queries, setup)
                 res, attempts = least_noisy(
                     lambda spec=spec, clients=clients: run_clients(
                         spec, len(ds.queries), clients, warmup=args.warmup,
@@ -435,7 +453,7 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
     """Create a collection, upload the base vectors, wait for green, sweep params.hnsw_ef."""
     import httpx
 
-    coll = "bench_" + re.sub(r"\W", "_", ds.name)
+    coll = service_collection(ds)
     with httpx.Client(base_url=svc.url, timeout=600) as http:
         info = reusable_collection(http, coll, ds) if args.service_reuse else None
         if info is None:
@@ -451,7 +469,7 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
     for ef in args.service_ef:
         for clients in args.clients:
             log(f"{ds.name}: service hnsw_ef={ef}, {clients} client(s)")
-            spec = QdrantQuerySpec(svc.url, coll, ds.queries, K, {"hnsw_ef": ef})
+            spec = service_query_spec(ds, svc.url, ef)
             res, attempts = least_noisy(
                 lambda spec=spec, clients=clients: run_clients(
                     spec, len(ds.queries), clients, warmup=args.warmup,
