@@ -40,13 +40,13 @@ from bench_common import (
 )
 from bench_search import (
     K,
-    _url_port,
     ints,
     log,
     pg_query_spec,
     pg_table,
     service_query_spec,
     setup_pgvector,
+    url_port,
 )
 
 SYSTEMS = ("pgvector", "service")
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds = load_dataset(find_dataset(args.dataset, shared_dir(args.shared), args.cache_dir),
                       args.queries)
     dsn = args.pg_dsn or setup_pgvector()
-    port = _url_port(args.service_url)
+    port = url_port(args.service_url)
     servers = {
         "pgvector": pg_server_pids(dsn, pg_table(ds)),
         "service": pids_listening_on(port) if port else [],

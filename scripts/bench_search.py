@@ -390,7 +390,7 @@ def started_service(args: argparse.Namespace, tag: str) -> Iterator[Service]:
     The database ``waypoint_bench_<hex>`` and the data directory are removed afterwards.
     """
     if args.service_url:
-        port = _url_port(args.service_url)
+        port = url_port(args.service_url)
         yield Service(args.service_url.rstrip("/"), pids_listening_on(port) if port else [])
         return
     import httpx
@@ -445,7 +445,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _url_port(url: str) -> int | None:
+def url_port(url: str) -> int | None:
     from urllib.parse import urlsplit
 
     u = urlsplit(url)
