@@ -165,10 +165,22 @@ def search_row(rep: JsonlWriter, ds: Dataset, system: str, config: str, param_na
         dataset=ds.name, system=system, phase="search", config=config,
         setting=f"{param_name}={param}", param=param, clients=clients, requests=requests,
         recall10=round(recall, 4), **stats, wall_s=cpu["wall_s"],
-        client_cpu_ms_per_q=round(cpu["client_cpu_s"] * 1000 / requests, 3),
-        server_cpu_ms_per_q=(None if system == "hnswlib"  # in-process: all CPU is "client"
-                             else round(cpu["server_cpu_s"] * 1000 / requests, 3)),
-        other_cpu=cpu["other_cpu"], **extra)
+        **cpu_per_query(cpu, requests, in_process=system == "hnswlib"), **extra)
+
+
+def cpu_per_query(cpu: dict, requests: int, in_process: bool = False) -> dict:
+    """Client and server CPU ms per request and the foreign load, from ``CpuMeter.stop()``.
+
+    In process (raw hnswlib) all CPU is the client's: the server share is None.
+    """
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000 / requests, 3)
+
+    return dict(
+        client_cpu_ms_per_q=ms(cpu["client_cpu_s"]),
+        server_cpu_ms_per_q=None if in_process else ms(cpu["server_cpu_s"]),
+        other_cpu=cpu["other_cpu"],
+    )
 
 
 def least_noisy(measure: Callable[[], T], other_cpu: Callable[[T], float | None],
