@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from typing import TYPE_CHECKING
 
-from app.settings import Settings
+from app.settings import Settings, env_flag
 
 if TYPE_CHECKING:
     from app.models import CollectionConfig
@@ -34,6 +34,7 @@ def serve(args: argparse.Namespace) -> None:
     from app.db.migrate import upgrade
 
     upgrade(os.environ["DATABASE_URL"])
+    os.environ["WAYPOINT_PIN_WORKERS"] = "1" if _pins_workers(args) else ""
     uvicorn.run(
         "app.asgi:app_from_env",
         factory=True,
@@ -45,6 +46,13 @@ def serve(args: argparse.Namespace) -> None:
         http=CoalescingHttpToolsProtocol,
         loop="uvloop",
     )
+
+
+def _pins_workers(args: argparse.Namespace) -> bool:
+    """Pin only several workers: one worker alone would lose every CPU but one."""
+    if args.pin_workers and args.workers < 2:
+        logging.getLogger("app").warning("--pin-workers needs --workers 2 or more; not pinning")
+    return args.pin_workers and args.workers >= 2
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -108,6 +116,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=int(os.environ.get("WAYPOINT_WORKERS", 1)),
         help="worker processes; they share one database and see each other's writes",
+    )
+    serve_cmd.add_argument(
+        "--pin-workers",
+        action="store_true",
+        default=env_flag("WAYPOINT_PIN_WORKERS"),
+        help="pin each worker process to a CPU of its own (use as many workers as CPUs)",
     )
     serve_cmd.add_argument("--access-log", action="store_true")
     serve_cmd.set_defaults(run=serve)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
+from app.affinity import pin_worker
 from app.db.database import Database
 from app.db.engine import start_embedded_postgres
 from app.db.migrate import upgrade_async
@@ -28,6 +29,8 @@ def database_url(settings: Settings) -> str:
 @asynccontextmanager
 async def services_lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    if settings.pin_workers:
+        pin_worker()
     if not (settings.api_key or settings.read_only_api_key):
         log.warning("no WAYPOINT_API_KEY set: the API is open to anyone who can reach it")
     url = await asyncio.to_thread(database_url, settings)

@@ -16,6 +16,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no variable: 1, true or yes (any case) is yes; anything else, or unset, is no."""
+    return (_env(name) or "").lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Service settings; `from_env()` is the only place that reads `WAYPOINT_*` variables."""
@@ -36,6 +41,7 @@ class Settings:
     max_sessions_per_key: int = 1_000
     reap_interval: float = 30.0  # seconds between sweeps for idle resumable queries
     session_cache: int = 1024  # live resumable engines kept per worker (0: always from the row)
+    pin_workers: bool = False  # each worker process on a CPU of its own (app.affinity)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,4 +62,5 @@ class Settings:
             max_sessions_per_key=int(_env("WAYPOINT_MAX_SESSIONS_PER_KEY", "1000") or 1000),
             reap_interval=float(_env("WAYPOINT_REAP_INTERVAL", "30") or 30),
             session_cache=int(_env("WAYPOINT_SESSION_CACHE", "1024") or 1024),
+            pin_workers=env_flag("WAYPOINT_PIN_WORKERS"),
         )

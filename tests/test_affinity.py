@@ -1,0 +1,81 @@
+"""`serve --pin-workers`: each worker process, every thread of it, on a CPU of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from app.__main__ import _pins_workers
+from app.affinity import least_used_cpu
+
+# A supervisor with two workers, as uvicorn runs them: each worker starts a thread (as the
+# search pool does) before pinning, pins itself, and reports the CPU of each of its threads
+# once both have pinned (so the second chooses while the first is still alive).
+SUPERVISOR = textwrap.dedent(
+    """
+    import json, multiprocessing as mp, os, sys, threading
+    from app.affinity import pin_worker
+
+    def worker(barrier, results):
+        idle = threading.Event()
+        threading.Thread(target=idle.wait, daemon=True).start()
+        cpu = pin_worker()
+        masks = [sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")]
+        barrier.wait()
+        results.put((cpu, masks))
+        idle.set()
+
+    if __name__ == "__main__":
+        ctx = mp.get_context("spawn")
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        workers = [ctx.Process(target=worker, args=(barrier, results)) for _ in range(2)]
+        for w in workers:
+            w.start()
+        print(json.dumps([results.get(timeout=60) for _ in workers]))
+        for w in workers:
+            w.join()
+    """
+)
+
+
+def test_least_used_cpu_spreads_and_breaks_ties_low() -> None:
+    assert least_used_cpu({0, 1, 2}, []) == 0
+    assert least_used_cpu({0, 1, 2}, [0]) == 1
+    assert least_used_cpu({0, 1, 2}, [0, 1, 2, 0]) == 1
+    assert least_used_cpu({2, 3}, [0, 0, 2]) == 3  # CPUs this process may not use don't count
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+def test_workers_pin_every_thread_to_different_cpus(tmp_path) -> None:
+    script = tmp_path / "supervisor.py"  # a file: spawned workers import their target from it
+    script.write_text(SUPERVISOR)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    (first, first_masks), (second, second_masks) = json.loads(done.stdout)
+    assert first != second
+    assert {first, second} <= os.sched_getaffinity(0)
+    assert first_masks == [[first]] * len(first_masks) and len(first_masks) >= 2
+    assert second_masks == [[second]] * len(second_masks) and len(second_masks) >= 2
+
+
+def test_one_worker_is_not_pinned() -> None:
+    """A lone worker pinned to one CPU would lose the others: the flag needs 2+ workers."""
+    assert not _pins_workers(argparse.Namespace(pin_workers=True, workers=1))
+    assert _pins_workers(argparse.Namespace(pin_workers=True, workers=2))
+    assert not _pins_workers(argparse.Namespace(pin_workers=False, workers=4))
