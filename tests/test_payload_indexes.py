@@ -4,6 +4,7 @@ filters use (EXPLAIN), reported in collection info, dropped again."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import asyncpg
 import httpx
@@ -187,3 +188,32 @@ def test_expression_hints_only_for_declared_fields() -> None:
     assert "waypoint_ts" not in plain
     declared = compile_sql(node, indexed=frozenset({"when"})).where
     assert "waypoint_ts_max" in str(declared.compile(dialect=postgresql.dialect()))
+
+
+def point_indexes(database_url: str) -> set[str]:
+    async def run() -> set[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'points'")
+            return {row["indexname"] for row in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_deleting_a_collection_drops_the_indexes_only_it_used(client, database_url) -> None:
+    """Expression indexes are shared by every collection declaring the field: the last
+    collection to go takes them along, instead of leaving every later write to maintain them."""
+    stock = "ix_points_num_" + hashlib.sha256(b"stock").hexdigest()[:16]
+    for name in ("stores_a", "stores_b"):
+        client.create_collection(
+            name, vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT)
+        )
+        client.create_payload_index(name, "stock", models.PayloadSchemaType.INTEGER, wait=True)
+    assert {f"{stock}_min", f"{stock}_max"} <= point_indexes(database_url)
+
+    client.delete_collection("stores_a")
+    assert {f"{stock}_min", f"{stock}_max"} <= point_indexes(database_url)  # stores_b's still
+    client.delete_collection("stores_b")
+    assert not {f"{stock}_min", f"{stock}_max"} & point_indexes(database_url)

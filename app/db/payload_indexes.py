@@ -13,6 +13,7 @@ one set per (path, family), shared by every collection that declares the field s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,8 +63,20 @@ async def forget(conn: AsyncConnection, collection_id: int, field: str) -> set[s
         .where(payload_indexes.c.field_name == field)
         .returning(payload_indexes.c.pg_index_name)
     )
-    value = (await conn.execute(stmt)).scalar()
-    return {name for name in (value or "").split(",") if name}
+    return _index_names([(await conn.execute(stmt)).scalar()])
+
+
+async def used_by(conn: AsyncConnection, collection_id: int) -> set[str]:
+    """The PostgreSQL indexes a collection's declared fields use."""
+    stmt = sa.select(payload_indexes.c.pg_index_name).where(
+        payload_indexes.c.collection_id == collection_id
+    )
+    return _index_names((await conn.execute(stmt)).scalars())
+
+
+def _index_names(values: Iterable[str | None]) -> set[str]:
+    """Index names from `pg_index_name` values (comma separated, possibly empty)."""
+    return {name for value in values for name in (value or "").split(",") if name}
 
 
 async def ensure_payload_gin(conn: AsyncConnection) -> None:
@@ -123,8 +136,7 @@ async def ensure_expression_index(conn: AsyncConnection, field: str, kind: str) 
 
 async def drop_unused_indexes(conn: AsyncConnection, names: set[str]) -> None:
     """Drop the PostgreSQL indexes among `names` that no declared field uses any more."""
-    rows = await conn.execute(sa.select(payload_indexes.c.pg_index_name))
-    used = {name for (value,) in rows for name in (value or "").split(",") if name}
+    used = _index_names((await conn.execute(sa.select(payload_indexes.c.pg_index_name))).scalars())
     for name in sorted(names - used):
         if name == PAYLOAD_GIN:
             await conn.execute(sa.text(f"DROP INDEX IF EXISTS {PAYLOAD_GIN}"))

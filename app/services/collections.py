@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.db import aliases as alias_sql
+from app.db import payload_indexes as payload_index_sql
 from app.db import repository
 from app.db.database import Database
 from app.errors import AlreadyExists, BadRequest, CollectionNotFound, NotFound
@@ -85,7 +86,10 @@ class CollectionService:
             if collection is None:
                 return False
             async with self.db.begin() as conn:
+                # its declarations go with it (cascade); indexes no other collection uses too
+                indexes = await payload_index_sql.used_by(conn, collection.id)
                 deleted = await repository.delete_collection(conn, collection.id)
+                await payload_index_sql.drop_unused_indexes(conn, indexes)
             self.catalog.remove(name)
             self.registry.drop_namespaces(set(collection.namespaces.values()))
             self.on_commit()
