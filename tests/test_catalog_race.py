@@ -17,6 +17,7 @@ from app.db.database import Database
 from app.db.migrate import upgrade_async
 from app.models import CollectionConfig, Distance, VectorParams
 from app.services.container import Services
+from app.services.upstash import UpstashService, index_config
 from app.settings import Settings
 
 
@@ -42,5 +43,33 @@ def test_a_reload_never_drops_a_collection_created_meanwhile(services: Services)
                 lost.append(f"raced{i}")
         await services.db.dispose()
         return lost
+
+    assert asyncio.run(race()) == []
+
+
+def test_a_reload_never_brings_back_a_namespace_deleted_or_renamed_meanwhile(
+    services: Services,
+) -> None:
+    """The same race for Upstash namespaces: a reload that read the catalog before a delete
+    or rename committed put the old names back, until the next poll."""
+
+    async def race() -> list[int]:
+        await services.load_segments()
+        await services.collections.create("spaces", index_config(2, "COSINE"), dialect="upstash")
+        upstash = UpstashService.of(services)
+        stale = []
+        for i in range(30):
+            await services.collections.ensure_namespace("spaces", f"gone{i}")
+            await services.collections.ensure_namespace("spaces", f"old{i}")
+            reload = asyncio.create_task(services.feed.catch_up(force=True))
+            await asyncio.sleep(0)  # the reload reads the catalog first
+            await upstash.delete_namespace("spaces", f"gone{i}")
+            await upstash.rename_namespace("spaces", f"old{i}", f"new{i}")
+            await reload
+            names = upstash.list_namespaces("spaces")
+            if f"gone{i}" in names or f"old{i}" in names or f"new{i}" not in names:
+                stale.append(i)
+        await services.db.dispose()
+        return stale
 
     assert asyncio.run(race()) == []

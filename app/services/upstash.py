@@ -12,6 +12,7 @@ Decisions on what the Upstash docs leave open are stated where they are made.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,6 +246,7 @@ class UpstashService:
         points: PointService,
         search: SearchService,
         on_commit: Callable[[], None],
+        catalog_lock: asyncio.Lock,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -252,6 +254,7 @@ class UpstashService:
         self.points = points
         self.search = search
         self.on_commit = on_commit
+        self.catalog_lock = catalog_lock  # the change feed's: see ChangeFeed.lock
 
     @classmethod
     def of(cls, services: Services) -> UpstashService:
@@ -263,6 +266,7 @@ class UpstashService:
             services.points,
             services.search,
             services.feed.committed,
+            services.feed.lock,
         )
 
     def index(self, name: str) -> Collection:
@@ -282,14 +286,15 @@ class UpstashService:
         collection = self.index(name)
         if namespace == "":
             raise BadRequest("Cannot delete the default namespace")
-        async with self.db.begin() as conn:
-            await self._lock(conn, collection)
-            namespace_id = await sql.namespace_id(conn, collection.id, namespace)
-            if namespace_id is None:
-                raise NotFound(f"Namespace {namespace} for the index {name} does not exist")
-            await sql.delete_namespace(conn, namespace_id)
-        self._forget(collection, namespace_id)
-        self.on_commit()
+        async with self.catalog_lock:  # a catalog reload must not read before and apply after
+            async with self.db.begin() as conn:
+                await self._lock(conn, collection)
+                namespace_id = await sql.namespace_id(conn, collection.id, namespace)
+                if namespace_id is None:
+                    raise NotFound(f"Namespace {namespace} for the index {name} does not exist")
+                await sql.delete_namespace(conn, namespace_id)
+            self._forget(collection, namespace_id)
+            self.on_commit()
 
     async def rename_namespace(
         self, name: str, old: str, new: str, delete_existing: bool = False
@@ -301,27 +306,28 @@ class UpstashService:
             raise BadRequest("The default namespace cannot be renamed or replaced")
         if "/" in new:
             raise BadRequest("A namespace name cannot contain '/'")
-        async with self.db.begin() as conn:
-            await self._lock(conn, collection)
-            source = await sql.namespace_id(conn, collection.id, old)
-            if source is None:
-                raise NotFound(f"Namespace {old} for the index {name} does not exist")
-            if old == new:
-                return False
-            target = await sql.namespace_id(conn, collection.id, new)
-            if target is not None and not delete_existing:
-                raise BadRequest(
-                    f"Namespace {new} already exists: set deleteExisting to replace it"
-                )
+        async with self.catalog_lock:  # as in delete_namespace
+            async with self.db.begin() as conn:
+                await self._lock(conn, collection)
+                source = await sql.namespace_id(conn, collection.id, old)
+                if source is None:
+                    raise NotFound(f"Namespace {old} for the index {name} does not exist")
+                if old == new:
+                    return False
+                target = await sql.namespace_id(conn, collection.id, new)
+                if target is not None and not delete_existing:
+                    raise BadRequest(
+                        f"Namespace {new} already exists: set deleteExisting to replace it"
+                    )
+                if target is not None:
+                    await sql.delete_namespace(conn, target)
+                await sql.rename_namespace(conn, source, new)
             if target is not None:
-                await sql.delete_namespace(conn, target)
-            await sql.rename_namespace(conn, source, new)
-        if target is not None:
-            self._forget(collection, target)
-        self._forget(collection, source)
-        collection.namespaces[new] = source
-        self.on_commit()
-        return True
+                self._forget(collection, target)
+            self._forget(collection, source)
+            collection.namespaces[new] = source
+            self.on_commit()
+            return True
 
     async def reset(self, name: str, namespace: str) -> None:
         """Empty a namespace but keep it; a missing namespace stays missing."""
