@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.index import scoring
 from app.index.segment import Segment
 from app.models import Distance, HnswParams
 
@@ -90,6 +91,25 @@ def test_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
     assert graph.scores == exact.scores
 
 
+@pytest.mark.parametrize("distance", [Distance.COSINE, Distance.EUCLID])
+def test_filtered_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
+    """The same near-copies behind a filter: the widened filtered search returns several
+    times k results, and again only those near the k-th are re-scored."""
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=32).astype(np.float32)
+    centre /= np.linalg.norm(centre)
+    copies = centre + 2e-4 * rng.normal(size=(40, 32)).astype(np.float32)
+    data = np.concatenate([clustered(3000, 32, seed=8), copies])
+    segment = filled(data, distance, threshold=1000)
+    allowed = np.flatnonzero(np.arange(len(data)) % 3 != 0)  # 2 of 3 rows, copies among them
+    graph = segment.search(centre, 10, allowed=allowed)
+    exact = segment.search(centre, 10, allowed=allowed, exact=True)
+    assert (graph.plan, exact.plan) == ("hnsw", "exact")
+    expected = [int(allowed[i]) for i in brute_force(data[allowed], centre, distance, 10)[0]]
+    assert graph.ids == exact.ids == expected
+    assert graph.scores == exact.scores
+
+
 def test_deleted_and_replaced_points_never_come_back() -> None:
     data = clustered(3000, 16, seed=5)
     segment = filled(data, Distance.EUCLID, threshold=500)
@@ -144,3 +164,14 @@ def test_score_threshold_is_strict() -> None:
     euclid = Segment(1, Distance.EUCLID, HnswParams(), 100)
     euclid.upsert([1, 2], np.array([[1.0], [2.0]]), [1, 2])
     assert euclid.search(np.array([0.0]), 10, score_threshold=2.0).ids == [1]
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_row_sort_keys_equal_the_keys_of_the_gathered_rows(distance: Distance) -> None:
+    """Scoring a row subset chunk by chunk (several chunks and a partial one) changes nothing."""
+    data = clustered(3000, 24, seed=9)
+    rows = np.sort(np.random.default_rng(10).choice(3000, 1000, replace=False))
+    query = clustered(1, 24, seed=11)[0]
+    chunked = scoring.row_sort_keys(data, rows, query, distance)
+    gathered = scoring.sort_keys(data[rows], query, distance)
+    np.testing.assert_allclose(chunked, gathered, rtol=1e-6, atol=1e-6)

@@ -286,20 +286,21 @@ class Segment:
         widen = min(8.0, len(self) / max(len(allowed), 1))
         want = min(int(max(ef or self.hnsw.ef_construct, k) * widen), len(allowed))
         try:
-            labels, _ = self._graph.knn_query(
+            labels, distances = self._graph.knn_query(
                 query, k=want, num_threads=1, filter=lambda row: row < len(bitmap) and bitmap[row]
             )
         except RuntimeError:  # the graph could not reach `want` matches: scan them instead
             return self._scan_rows(query, k, allowed), "exact"
+        # The widened search walks further than k; only its contenders are re-scored.
+        found = labels[0, : self._contenders(distances[0], k)].astype(np.int64)
         pending = allowed[allowed >= self._graph_rows]
-        rows = np.concatenate([labels[0].astype(np.int64), self._scan_rows(query, k, pending)])
-        return rows, "hnsw"
+        return np.concatenate([found, self._scan_rows(query, k, pending)]), "hnsw"
 
     def _scan_rows(self, query: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
         """Exact scan of the given rows: the best k + margin of them."""
         if len(rows) <= k + RESCORE_MARGIN:
             return rows
-        keys = scoring.sort_keys(self._vectors[rows], query, self.distance)
+        keys = scoring.row_sort_keys(self._vectors, rows, query, self.distance)
         return rows[np.argpartition(keys, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]]
 
     def _scan_candidates(self, query: np.ndarray, k: int, start: int) -> np.ndarray:
