@@ -167,11 +167,16 @@ def test_score_threshold_is_strict() -> None:
 
 
 @pytest.mark.parametrize("distance", list(Distance))
-def test_row_sort_keys_equal_the_keys_of_the_gathered_rows(distance: Distance) -> None:
+def test_scores_over_row_chunks_equal_the_scores_of_the_gathered_rows(
+    distance: Distance,
+) -> None:
     """Scoring a row subset chunk by chunk (several chunks and a partial one) changes nothing."""
     data = clustered(3000, 24, seed=9)
     rows = np.sort(np.random.default_rng(10).choice(3000, 1000, replace=False))
     query = clustered(1, 24, seed=11)[0]
-    chunked = scoring.row_sort_keys(data, rows, query, distance)
-    gathered = scoring.sort_keys(data[rows], query, distance)
+
+    def keys(matrix: np.ndarray) -> np.ndarray:
+        return scoring.sort_keys(matrix, query, distance)
+
+    chunked, gathered = scoring.over_rows(keys, data, rows), keys(data[rows])
     np.testing.assert_allclose(chunked, gathered, rtol=1e-6, atol=1e-6)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import hnswlib
 import numpy as np
@@ -300,7 +301,9 @@ class Segment:
         """Exact scan of the given rows: the best k + margin of them."""
         if len(rows) <= k + RESCORE_MARGIN:
             return rows
-        keys = scoring.row_sort_keys(self._vectors, rows, query, self.distance)
+        keys = scoring.over_rows(
+            lambda matrix: scoring.sort_keys(matrix, query, self.distance), self._vectors, rows
+        )
         return rows[np.argpartition(keys, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]]
 
     def _scan_candidates(self, query: np.ndarray, k: int, start: int) -> np.ndarray:
@@ -396,7 +399,8 @@ class Segment:
             scores[~self._alive[: self._count]] = -np.inf
             rows = np.arange(self._count)
         else:
-            scores, rows = scorer.scores(self._vectors[allowed], fast=True), allowed
+            rows = allowed
+            scores = scoring.over_rows(partial(scorer.scores, fast=True), self._vectors, rows)
         if len(rows) <= k + RESCORE_MARGIN:
             return rows
         return rows[np.argpartition(-scores, k + RESCORE_MARGIN)[: k + RESCORE_MARGIN]]
