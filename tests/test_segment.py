@@ -110,6 +110,36 @@ def test_filtered_graph_path_orders_near_ties_exactly(distance: Distance) -> Non
     assert graph.scores == exact.scores
 
 
+@pytest.mark.parametrize("share", [0.6, 0.3, 0.12])
+def test_filtered_graph_path_recall(share: float) -> None:
+    """Common filters (>= 25 % of rows) are applied after an unfiltered graph search, rarer
+    ones inside it: both keep the unfiltered path's recall."""
+    data = embedding_like(6000, 32, seed=3)
+    segment = filled(data, Distance.COSINE, threshold=500)
+    allowed = np.flatnonzero(np.random.default_rng(12).random(len(data)) < share)
+    recall = []
+    for query in embedding_like(50, 32, seed=4):
+        hits = segment.search(query, 10, allowed=allowed)
+        assert hits.plan == "hnsw"
+        truth = allowed[brute_force(data[allowed], query, Distance.COSINE, 10)[0]]
+        recall.append(len(set(hits.ids) & set(truth.tolist())) / 10)
+    assert np.mean(recall) >= 0.95
+
+
+def test_a_filter_against_the_query_falls_back_to_the_filtered_graph_search() -> None:
+    """Half of the rows pass, but none of those near the query: the unfiltered search finds
+    too few that pass, and the filtered search still answers right."""
+    data = embedding_like(6000, 32, seed=3)
+    segment = filled(data, Distance.COSINE, threshold=500)
+    query = data[0]
+    order = brute_force(data, query, Distance.COSINE, len(data))[0]
+    allowed = np.sort(np.asarray(order[len(data) // 2 :]))  # the far half
+    hits = segment.search(query, 10, allowed=allowed)
+    truth = allowed[brute_force(data[allowed], query, Distance.COSINE, 10)[0]]
+    assert hits.plan == "hnsw"
+    assert len(set(hits.ids) & set(truth.tolist())) >= 9
+
+
 def test_deleted_and_replaced_points_never_come_back() -> None:
     data = clustered(3000, 16, seed=5)
     segment = filled(data, Distance.EUCLID, threshold=500)

@@ -28,6 +28,8 @@ INDEX_CHUNK = 512  # rows added to the graph per write-lock hold
 HNSW_SEED = 100
 PROBE_ROUNDS = 3  # best_score graph probes: widths w, 4w, 16w, then an exact scan
 PROBE_GROWTH = 4
+POSTFILTER_SHARE = 0.25  # filters passing this share of rows are applied after the search
+POSTFILTER_MARGIN = 2.0  # extra results such a search asks for, so that k of them pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,26 +278,59 @@ class Segment:
     def _filtered_rows(
         self, query: np.ndarray, k: int, ef: int | None, exact: bool, allowed: np.ndarray
     ) -> tuple[np.ndarray, str]:
-        """Few allowed rows are scanned; many are searched in the graph with a bitmap."""
+        """Few allowed rows are scanned; many are searched in the graph."""
         if exact or self._graph is None or len(allowed) <= self.exact_threshold:
             return self._scan_rows(query, k, allowed), "exact"
         flags = np.zeros(self._count, dtype=np.uint8)
         flags[allowed] = 1
-        bitmap = flags.tobytes()
         # A filter hides part of every neighbourhood the search walks through: widen ef by
         # the inverse of the selectivity (at most 8x) so the same recall holds as unfiltered.
         widen = min(8.0, len(self) / max(len(allowed), 1))
         want = min(int(max(ef or self.hnsw.ef_construct, k) * widen), len(allowed))
+        found = None
+        if len(allowed) >= POSTFILTER_SHARE * len(self):
+            found = self._postfiltered(query, k, want, flags)
+        if found is None:
+            found = self._graph_filtered(query, k, want, flags)
+        if found is None:  # the graph could not reach `want` matches: scan them instead
+            return self._scan_rows(query, k, allowed), "exact"
+        pending = allowed[allowed >= self._graph_rows]
+        return np.concatenate([found, self._scan_rows(query, k, pending)]), "hnsw"
+
+    def _postfiltered(
+        self, query: np.ndarray, k: int, want: int, flags: np.ndarray
+    ) -> np.ndarray | None:
+        """A filter most rows pass, applied to an unfiltered graph search of `want` (and a
+        margin) results: cheaper than hnswlib calling a Python filter for every row it
+        visits. None when fewer than k of the results pass."""
+        assert self._graph is not None
+        try:
+            labels, distances = self._graph.knn_query(
+                query, k=min(int(want * POSTFILTER_MARGIN), self._graph_live), num_threads=1
+            )
+        except RuntimeError:
+            return None
+        passed = flags[labels[0]].astype(bool)
+        if np.count_nonzero(passed) < k:
+            return None
+        labels, distances = labels[0, passed], distances[0, passed]
+        return labels[: self._contenders(distances, k)].astype(np.int64)
+
+    def _graph_filtered(
+        self, query: np.ndarray, k: int, want: int, flags: np.ndarray
+    ) -> np.ndarray | None:
+        """The graph searched with the filter as a bitmap (None: fewer than `want` matches
+        reachable). The widened search walks further than k; only its contenders are kept
+        to be re-scored."""
+        assert self._graph is not None
+        bitmap = flags.tobytes()
         try:
             labels, distances = self._graph.knn_query(
                 query, k=want, num_threads=1, filter=lambda row: row < len(bitmap) and bitmap[row]
             )
-        except RuntimeError:  # the graph could not reach `want` matches: scan them instead
-            return self._scan_rows(query, k, allowed), "exact"
-        # The widened search walks further than k; only its contenders are re-scored.
-        found = labels[0, : self._contenders(distances[0], k)].astype(np.int64)
-        pending = allowed[allowed >= self._graph_rows]
-        return np.concatenate([found, self._scan_rows(query, k, pending)]), "hnsw"
+        except RuntimeError:
+            return None
+        return labels[0, : self._contenders(distances[0], k)].astype(np.int64)
 
     def _scan_rows(self, query: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
         """Exact scan of the given rows: the best k + margin of them."""
