@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Filtered search inside one segment, without HTTP or PostgreSQL: CPU per query, recall@10
+and the plan, for filters passing 50 %, 30 %, 20 % and 10 % of the rows.
+
+It isolates what `Segment.search` does with a filter's rows (exact scan, graph search with
+the filter applied after, or hnswlib's filtered search), so two commits can be compared on
+the same machine minutes apart. Filters are random subsets (independent of the vectors).
+
+    .venv/bin/python scripts/bench_segment_filtered.py [--dataset wordnet-minilm] [--queries 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import load_dataset, recall_at, shared_dir
+
+from app.index.segment import Segment
+from app.models import Distance, HnswParams
+
+SHARES = (0.5, 0.3, 0.2, 0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="wordnet-minilm")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--ef", type=int, default=64, help="hnsw_ef, as bench_filtered.py")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes; the best counts")
+    args = parser.parse_args()
+    ds = load_dataset(shared_dir() / "data" / args.dataset, args.queries)
+    distance = Distance.EUCLID if ds.metric == "l2" else Distance.COSINE
+    segment = Segment(ds.dim, distance, HnswParams(), exact_threshold=20_000)
+    segment.upsert(list(range(len(ds.base))), ds.base, list(range(1, len(ds.base) + 1)))
+    started = time.perf_counter()
+    while segment.needs_indexing:
+        segment.index_step()
+    print(f"{args.dataset}: graph built in {time.perf_counter() - started:.0f} s")
+    print("| filter passes | plan | recall@10 | CPU ms / query |")
+    print("|---|---|---|---|")
+    for share in SHARES:
+        allowed = np.flatnonzero(np.random.default_rng(1).random(len(ds.base)) < share)
+        truth = exact_truth(ds.base, ds.queries, allowed, distance)
+        best = float("inf")
+        for _ in range(args.rounds):
+            cpu = time.thread_time()
+            hits = [segment.search(q, 10, ef=args.ef, allowed=allowed) for q in ds.queries]
+            best = min(best, (time.thread_time() - cpu) / len(ds.queries) * 1e3)
+        recall = recall_at([h.ids for h in hits], truth)
+        print(f"| {share:.0%} | {hits[0].plan} | {recall:.4f} | {best:.3f} |")
+
+
+def exact_truth(
+    base: np.ndarray, queries: np.ndarray, allowed: np.ndarray, distance: Distance
+) -> np.ndarray:
+    """The 10 nearest allowed rows of every query, by numpy brute force."""
+    rows = base[allowed].astype(np.float64)
+    truth = []
+    for query in queries.astype(np.float64):
+        if distance is Distance.EUCLID:
+            keys = ((rows - query) ** 2).sum(axis=1)
+        else:
+            keys = -(rows @ query) / np.linalg.norm(rows, axis=1)
+        truth.append(allowed[np.argsort(keys)[:10]])
+    return np.asarray(truth)
+
+
+if __name__ == "__main__":
+    main()
