@@ -73,18 +73,23 @@ def test_graph_path_recall(distance: Distance) -> None:
     assert exact.plan == "exact"
 
 
+def near_copies(distance: Distance, threshold: int) -> tuple[np.ndarray, Segment, np.ndarray]:
+    """Clustered rows plus 40 near-copies of a unit query: the data, its segment, the query."""
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=32).astype(np.float32)
+    centre /= np.linalg.norm(centre)
+    copies = centre + 2e-4 * rng.normal(size=(40, 32)).astype(np.float32)
+    data = np.concatenate([clustered(3000, 32, seed=8), copies])
+    return data, filled(data, distance, threshold), centre
+
+
 @pytest.mark.parametrize("distance", [Distance.COSINE, Distance.EUCLID])
 def test_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
     """Cosine distances (1 - dot) of 40 near-copies of the query differ at float32
     resolution, so the graph orders them by rounding noise. Only results near the k-th are
     re-scored: the slack must let in every near-tie, or the graph's answer would differ from
     the exact path's float64 order (fails with CONTENDER_SLACK = 0)."""
-    rng = np.random.default_rng(7)
-    centre = rng.normal(size=32).astype(np.float32)
-    centre /= np.linalg.norm(centre)
-    copies = centre + 2e-4 * rng.normal(size=(40, 32)).astype(np.float32)
-    data = np.concatenate([clustered(3000, 32, seed=8), copies])
-    segment = filled(data, distance, threshold=1000)
+    data, segment, centre = near_copies(distance, threshold=1000)
     graph, exact = segment.search(centre, 10), segment.search(centre, 10, exact=True)
     assert (graph.plan, exact.plan) == ("hnsw", "exact")
     assert graph.ids == exact.ids == brute_force(data, centre, distance, 10)[0]
@@ -92,16 +97,14 @@ def test_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
 
 
 @pytest.mark.parametrize("distance", [Distance.COSINE, Distance.EUCLID])
-def test_filtered_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
-    """The same near-copies behind a filter: the widened filtered search returns several
-    times k results, and again only those near the k-th are re-scored."""
-    rng = np.random.default_rng(7)
-    centre = rng.normal(size=32).astype(np.float32)
-    centre /= np.linalg.norm(centre)
-    copies = centre + 2e-4 * rng.normal(size=(40, 32)).astype(np.float32)
-    data = np.concatenate([clustered(3000, 32, seed=8), copies])
-    segment = filled(data, distance, threshold=1000)
-    allowed = np.flatnonzero(np.arange(len(data)) % 3 != 0)  # 2 of 3 rows, copies among them
+@pytest.mark.parametrize("every", [3, 5])
+def test_filtered_graph_path_orders_near_ties_exactly(distance: Distance, every: int) -> None:
+    """The same near-copies behind a filter, on both filtered graph paths: 2 of 3 rows pass
+    (an unfiltered search, filtered after) or 1 of 5 (hnswlib's filtered search). Both
+    return several times k results, and again only those near the k-th are re-scored."""
+    data, segment, centre = near_copies(distance, threshold=500)
+    keep = np.arange(len(data)) % every
+    allowed = np.flatnonzero(keep != 0) if every == 3 else np.flatnonzero(keep == 0)
     graph = segment.search(centre, 10, allowed=allowed)
     exact = segment.search(centre, 10, allowed=allowed, exact=True)
     assert (graph.plan, exact.plan) == ("hnsw", "exact")
