@@ -52,7 +52,8 @@ def _pins_workers(args: argparse.Namespace) -> bool:
     """Pin only several workers: one worker alone would lose every CPU but one."""
     if args.pin_workers and args.workers < 2:
         logging.getLogger("app").warning("--pin-workers needs --workers 2 or more; not pinning")
-    return args.pin_workers and args.workers >= 2
+        return False
+    return args.pin_workers
 
 
 def migrate(_: argparse.Namespace) -> None:

@@ -40,18 +40,17 @@ def pin_worker() -> int | None:
     if not hasattr(os, "sched_setaffinity"):
         log.warning("--pin-workers: this platform cannot pin processes; not pinned")
         return None
-    allowed = os.sched_getaffinity(0)
-    with _siblings_lock(os.getppid()):
-        cpu = least_used_cpu(allowed, _sibling_cpus())
+    allowed, parent = os.sched_getaffinity(0), os.getppid()
+    with _siblings_lock(parent):
+        cpu = least_used_cpu(allowed, _sibling_cpus(parent))
         for thread in _threads():
             os.sched_setaffinity(thread, {cpu})
     log.info("worker %d pinned to CPU %d", os.getpid(), cpu)
     return cpu
 
 
-def _sibling_cpus() -> list[int]:
+def _sibling_cpus(parent: int) -> list[int]:
     """The CPU of each sibling pinned to exactly one (others are not workers, or unpinned)."""
-    parent = os.getppid()
     cpus = []
     for pid in _children(parent):
         if pid == os.getpid():
