@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import load_dataset, recall_at, shared_dir
+from bench_filtered import scanned_truth
 
 from app.index.segment import Segment
 from app.models import Distance, HnswParams
@@ -47,8 +48,9 @@ def main() -> None:
     print("| filter passes | plan | recall@10 | CPU ms / query |")
     print("|---|---|---|---|")
     for share in SHARES:
-        allowed = np.flatnonzero(np.random.default_rng(1).random(len(ds.base)) < share)
-        truth = exact_truth(ds.base, ds.queries, allowed, distance)
+        passes = np.random.default_rng(1).random(len(ds.base)) < share
+        allowed = np.flatnonzero(passes)
+        truth = scanned_truth(ds, lambda _, passes=passes: passes)
         best = float("inf")
         for _ in range(args.rounds):
             cpu = time.thread_time()
@@ -56,21 +58,6 @@ def main() -> None:
             best = min(best, (time.thread_time() - cpu) / len(ds.queries) * 1e3)
         recall = recall_at([h.ids for h in hits], truth)
         print(f"| {share:.0%} | {hits[0].plan} | {recall:.4f} | {best:.3f} |")
-
-
-def exact_truth(
-    base: np.ndarray, queries: np.ndarray, allowed: np.ndarray, distance: Distance
-) -> np.ndarray:
-    """The 10 nearest allowed rows of every query, by numpy brute force."""
-    rows = base[allowed].astype(np.float64)
-    truth = []
-    for query in queries.astype(np.float64):
-        if distance is Distance.EUCLID:
-            keys = ((rows - query) ** 2).sum(axis=1)
-        else:
-            keys = -(rows @ query) / np.linalg.norm(rows, axis=1)
-        truth.append(allowed[np.argsort(keys)[:10]])
-    return np.asarray(truth)
 
 
 if __name__ == "__main__":
