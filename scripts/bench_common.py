@@ -98,8 +98,15 @@ def load_dataset(path: Path, n_queries: int | None = None) -> Dataset:
     base = np.ascontiguousarray(np.load(path / "base.npy"), dtype=np.float32)
     queries = np.ascontiguousarray(np.load(path / "queries.npy")[sl], dtype=np.float32)
     gt = np.load(path / "gt_ids.npy")[sl]
-    return Dataset(name=meta.get("name", path.name), path=path, metric=meta["metric"],
-                   base=base, queries=queries, gt=gt, meta=meta)
+    return Dataset(
+        name=meta.get("name", path.name),
+        path=path,
+        metric=meta["metric"],
+        base=base,
+        queries=queries,
+        gt=gt,
+        meta=meta,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,8 +207,9 @@ def _proc_table() -> dict[int, _Proc]:
         try:
             with open(f"/proc/{d}/stat") as fh:
                 f = fh.read().rsplit(")", 1)[1].split()
-            table[int(d)] = _Proc(int(f[1]), (int(f[11]) + int(f[12])) / CLK_TCK,
-                                  (int(f[13]) + int(f[14])) / CLK_TCK)
+            table[int(d)] = _Proc(
+                int(f[1]), (int(f[11]) + int(f[12])) / CLK_TCK, (int(f[13]) + int(f[14])) / CLK_TCK
+            )
         except (OSError, IndexError, ValueError):
             continue
     return table
@@ -273,10 +281,13 @@ class CpuMeter:
         wall = e.t - s.t
         client, server, busy = e.client - s.client, e.server - s.server, e.busy - s.busy
         other = max(0.0, busy - client - server) / max(wall * NCPU, 1e-9)
-        return {"wall_s": round(wall, 3), "client_cpu_s": round(client, 3),
-                "server_cpu_s": round(server, 3),
-                # /proc clocks tick every 10 ms: too coarse for very short windows
-                "other_cpu": round(min(1.0, other), 3) if wall >= MIN_CPU_WINDOW_S else None}
+        return {
+            "wall_s": round(wall, 3),
+            "client_cpu_s": round(client, 3),
+            "server_cpu_s": round(server, 3),
+            # /proc clocks tick every 10 ms: too coarse for very short windows
+            "other_cpu": round(min(1.0, other), 3) if wall >= MIN_CPU_WINDOW_S else None,
+        }
 
 
 def parent_pid(pid: int) -> int | None:
@@ -375,8 +386,16 @@ class LoadResult:
         return lat_stats(self.latencies_s, self.wall_s)
 
 
-def _client_main(idx: int, spec: ClientSpec, order: np.ndarray, warmup: int, barrier: Any,
-                 out: Any, release: Any, timeout: float) -> None:
+def _client_main(
+    idx: int,
+    spec: ClientSpec,
+    order: np.ndarray,
+    warmup: int,
+    barrier: Any,
+    out: Any,
+    release: Any,
+    timeout: float,
+) -> None:
     """Body of one client process: open, warm up, wait for all, run, report, wait."""
     try:
         client = spec.open()
@@ -402,8 +421,15 @@ def _client_main(idx: int, spec: ClientSpec, order: np.ndarray, warmup: int, bar
         out.put(("error", traceback.format_exc()))
 
 
-def run_clients(spec: ClientSpec, n_queries: int, clients: int, *, warmup: int = 50,
-                server_pids: Sequence[int] = (), timeout: float = 600.0) -> LoadResult:
+def run_clients(
+    spec: ClientSpec,
+    n_queries: int,
+    clients: int,
+    *,
+    warmup: int = 50,
+    server_pids: Sequence[int] = (),
+    timeout: float = 600.0,
+) -> LoadResult:
     """Run ``clients`` spawned processes that each send all ``n_queries`` queries sequentially.
 
     Client c starts at query ``c * n_queries // clients`` and wraps around, so concurrent
@@ -416,9 +442,14 @@ def run_clients(spec: ClientSpec, n_queries: int, clients: int, *, warmup: int =
     out = ctx.Queue()
     release = ctx.Event()
     orders = [np.roll(np.arange(n_queries), -(c * n_queries // clients)) for c in range(clients)]
-    procs = [ctx.Process(target=_client_main, daemon=True,
-                         args=(c, spec, orders[c], warmup, barrier, out, release, timeout))
-             for c in range(clients)]
+    procs = [
+        ctx.Process(
+            target=_client_main,
+            daemon=True,
+            args=(c, spec, orders[c], warmup, barrier, out, release, timeout),
+        )
+        for c in range(clients)
+    ]
     for p in procs:
         p.start()
     meter = CpuMeter(server_pids)
@@ -529,8 +560,11 @@ class QdrantQuerySpec:
 
     def body(self, i: int) -> bytes:
         """The JSON request body for query ``i``."""
-        doc: dict[str, Any] = {"query": self.queries[i].tolist(), "limit": self.limit,
-                               "with_payload": False}
+        doc: dict[str, Any] = {
+            "query": self.queries[i].tolist(),
+            "limit": self.limit,
+            "with_payload": False,
+        }
         if self.params:
             doc["params"] = self.params
         return json.dumps(doc, separators=(",", ":")).encode()
@@ -552,8 +586,10 @@ class _HttpClient:
         u = urlsplit(spec.url)
         host, port = u.hostname or "127.0.0.1", u.port or 80
         path = f"{u.path.rstrip('/')}/collections/{spec.collection}/points/query"
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                "Content-Type: application/json\r\nAccept: application/json\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json\r\n"
+        )
         self.requests = []
         for i in range(len(spec.queries)):
             body = spec.body(i)
@@ -588,7 +624,7 @@ class _HttpClient:
         stop = end + 4 + int(headers["content-length"])
         while len(self.buffer) < stop:
             self._receive()
-        data, self.buffer = self.buffer[end + 4:stop], self.buffer[stop:]
+        data, self.buffer = self.buffer[end + 4 : stop], self.buffer[stop:]
         return int(lines[0].split(" ", 2)[1]), headers, data
 
     def _receive(self) -> None:

@@ -52,8 +52,9 @@ CPUS = (0, 1)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--dataset", default="wordnet-minilm")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--rounds", type=int, default=3, help="bench_paired rounds per variant")
@@ -162,8 +163,10 @@ def asgi_app(answer: Callable[[bytes], bytes], hop: bool) -> Callable[..., Any]:
             out = await asyncio.get_running_loop().run_in_executor(None, answer, body)
         else:
             out = answer(body)
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(out)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(out)).encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": out})
 
@@ -191,9 +194,14 @@ def serve_worker(variant: str, port: int, answer: Callable[[bytes], bytes]) -> N
 
             from app.protocol import CoalescingHttpToolsProtocol
 
-            config = uvicorn.Config(asgi_app(answer, hop), http=CoalescingHttpToolsProtocol,
-                                    loop="none", lifespan="off", log_level="warning",
-                                    access_log=False)
+            config = uvicorn.Config(
+                asgi_app(answer, hop),
+                http=CoalescingHttpToolsProtocol,
+                loop="none",
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+            )
             await uvicorn.Server(config).serve(sockets=[sock])
 
     uvloop.run(run())
@@ -236,8 +244,18 @@ def graph_file(args: argparse.Namespace) -> tuple[Path, int]:
 @contextlib.contextmanager
 def floor_server(variant: str, port: int, graph: Path, dim: int) -> Iterator[str]:
     """A floor server running in a subprocess; its URL."""
-    cmd = [sys.executable, __file__, "--serve", variant, "--port", str(port),
-           "--graph", str(graph), "--dim", str(dim)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--serve",
+        variant,
+        "--port",
+        str(port),
+        "--graph",
+        str(graph),
+        "--dim",
+        str(dim),
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -267,11 +285,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"floor {variant}")
         with floor_server(variant, args.port, graph, dim) as url:
             table = subprocess.run(
-                [sys.executable, str(Path(__file__).with_name("bench_paired.py")),
-                 "--dataset", args.dataset, "--service-url", url, "--rounds", str(args.rounds),
-                 "--out", str(args.out), "--cache-dir", str(args.cache_dir),
-                 *(["--shared", args.shared] if args.shared else [])],
-                check=True, text=True, stdout=subprocess.PIPE).stdout
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("bench_paired.py")),
+                    "--dataset",
+                    args.dataset,
+                    "--service-url",
+                    url,
+                    "--rounds",
+                    str(args.rounds),
+                    "--out",
+                    str(args.out),
+                    "--cache-dir",
+                    str(args.cache_dir),
+                    *(["--shared", args.shared] if args.shared else []),
+                ],
+                check=True,
+                text=True,
+                stdout=subprocess.PIPE,
+            ).stdout
         print(f"### floor: {variant}\n")
         print("\n".join(line for line in table.splitlines() if line.startswith("|")) + "\n")
     print(f"raw rows: {args.out}")

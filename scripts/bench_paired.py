@@ -54,8 +54,9 @@ SYSTEMS = ("pgvector", "service")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--dataset", default="wordnet-minilm")
     ap.add_argument("--service-url", required=True, help="a running service with the collection")
     # defaults: the pair that reaches the same recall@10 (.952) on wordnet-minilm
@@ -87,8 +88,13 @@ def pg_server_pids(dsn: str, table: str) -> list[int]:
 def measured_row(system: str, round_no: int, clients: int, res: LoadResult, gt) -> dict:
     stats = res.stats()
     return dict(
-        system=system, round=round_no, clients=clients, recall10=round(res.recall(gt, K), 4),
-        qps=stats["qps"], p50_ms=stats["p50_ms"], p99_ms=stats["p99_ms"],
+        system=system,
+        round=round_no,
+        clients=clients,
+        recall10=round(res.recall(gt, K), 4),
+        qps=stats["qps"],
+        p50_ms=stats["p50_ms"],
+        p99_ms=stats["p99_ms"],
         **cpu_per_query(res.cpu, res.requests),
     )
 
@@ -118,8 +124,9 @@ def summary(rows: list[dict], clients: Sequence[int]) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    ds = load_dataset(find_dataset(args.dataset, shared_dir(args.shared), args.cache_dir),
-                      args.queries)
+    ds = load_dataset(
+        find_dataset(args.dataset, shared_dir(args.shared), args.cache_dir), args.queries
+    )
     dsn = args.pg_dsn or setup_pgvector()
     port = url_port(args.service_url)
     servers = {
@@ -138,19 +145,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         for clients in args.clients:
             for system in order:
                 log(f"round {round_no + 1}/{args.rounds}: {system}, {clients} client(s)")
-                res = run_clients(specs[system], len(ds.queries), clients,
-                                  warmup=args.warmup, server_pids=servers[system])
+                res = run_clients(
+                    specs[system],
+                    len(ds.queries),
+                    clients,
+                    warmup=args.warmup,
+                    server_pids=servers[system],
+                )
                 row = measured_row(system, round_no, clients, res, ds.gt)
                 rep.add(phase="paired", dataset=ds.name, **row)
                 rows.append(row)
-    print(f"## {ds.name}: service hnsw_ef={args.service_ef} vs pgvector "
-          f"ef_search={args.pg_ef}, {args.rounds} interleaved rounds (medians)\n")
-    cols = [("clients", "clients"), ("rounds", "rounds"),
-            ("pgvector_recall", "pgvector R@10"), ("pgvector_qps", "pgvector QPS"),
-            ("pgvector_p99", "pgvector p99 ms"), ("pgvector_cpu", "pgvector server CPU ms/q"),
-            ("service_recall", "service R@10"), ("service_qps", "service QPS"),
-            ("service_p99", "service p99 ms"), ("service_cpu", "service server CPU ms/q"),
-            ("ratio", "service/pgvector QPS"), ("range", "ratio range")]
+    print(
+        f"## {ds.name}: service hnsw_ef={args.service_ef} vs pgvector "
+        f"ef_search={args.pg_ef}, {args.rounds} interleaved rounds (medians)\n"
+    )
+    cols = [
+        ("clients", "clients"),
+        ("rounds", "rounds"),
+        ("pgvector_recall", "pgvector R@10"),
+        ("pgvector_qps", "pgvector QPS"),
+        ("pgvector_p99", "pgvector p99 ms"),
+        ("pgvector_cpu", "pgvector server CPU ms/q"),
+        ("service_recall", "service R@10"),
+        ("service_qps", "service QPS"),
+        ("service_p99", "service p99 ms"),
+        ("service_cpu", "service server CPU ms/q"),
+        ("ratio", "service/pgvector QPS"),
+        ("range", "ratio range"),
+    ]
     print(markdown_table(summary(rows, args.clients), cols))
     print(f"\nraw rows: {args.out}")
     return 0

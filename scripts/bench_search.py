@@ -87,22 +87,37 @@ def ints(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--datasets", default="wordnet-minilm,synth-100k",
-                    help="comma separated dataset names (shared/data/<name>, or synth-<N>)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument(
+        "--datasets",
+        default="wordnet-minilm,synth-100k",
+        help="comma separated dataset names (shared/data/<name>, or synth-<N>)",
+    )
     ap.add_argument("--queries", type=int, default=1000, help="queries per client")
-    ap.add_argument("--quick", action="store_true",
-                    help="short run: 200 queries, 20 warm-up queries (overrides both)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short run: 200 queries, 20 warm-up queries (overrides both)",
+    )
     ap.add_argument("--warmup", type=int, default=50, help="unmeasured queries per client")
     ap.add_argument("--clients", type=ints, default=[1, 8], help="concurrent clients to measure")
     ap.add_argument("--threads", type=int, default=NCPU, help="index build threads")
-    ap.add_argument("--min-window", type=float, default=1.0,
-                    help="hnswlib: repeat the query set (up to 50 passes) until a measurement "
-                    "lasts this many seconds")
-    ap.add_argument("--max-other-cpu", type=float, default=0.1,
-                    help="re-measure a point when foreign processes used more than this share "
-                    "of the machine during it")
+    ap.add_argument(
+        "--min-window",
+        type=float,
+        default=1.0,
+        help="hnswlib: repeat the query set (up to 50 passes) until a measurement "
+        "lasts this many seconds",
+    )
+    ap.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=0.1,
+        help="re-measure a point when foreign processes used more than this share "
+        "of the machine during it",
+    )
     ap.add_argument("--retries", type=int, default=2, help="re-measurements per point")
     ap.add_argument("--retry-pause", type=float, default=5.0, help="seconds before a retry")
     ap.add_argument("--skip-hnswlib", action="store_true")
@@ -111,42 +126,82 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g = ap.add_argument_group("hnswlib")
     g.add_argument("--hnsw-m", type=int, default=16)
     g.add_argument("--hnsw-efc", type=int, default=100)
-    g.add_argument("--hnsw-ef", type=ints, default=[16, 20, 24, 28, 32, 48, 64, 96, 128, 256],
-                   help="fine steps where the systems cross recall 0.95 (a coarse grid "
-                   "overstates the cheapest setting that reaches it)")
+    g.add_argument(
+        "--hnsw-ef",
+        type=ints,
+        default=[16, 20, 24, 28, 32, 48, 64, 96, 128, 256],
+        help="fine steps where the systems cross recall 0.95 (a coarse grid "
+        "overstates the cheapest setting that reaches it)",
+    )
     g = ap.add_argument_group("pgvector")
-    g.add_argument("--pg-dsn", help="use this database (needs the vector extension) instead of "
-                   "running scripts/setup_pgvector.sh")
+    g.add_argument(
+        "--pg-dsn",
+        help="use this database (needs the vector extension) instead of "
+        "running scripts/setup_pgvector.sh",
+    )
     g.add_argument("--pg-m", type=int, default=16)
     g.add_argument("--pg-efc", type=int, default=64)
-    g.add_argument("--pg-ef", type=ints, default=[16, 20, 25, 30, 40, 60, 80, 100, 200, 400],
-                   help="hnsw.ef_search")
-    g.add_argument("--pg-reuse", action="store_true",
-                   help="keep the table + index after the run and reuse a matching one")
+    g.add_argument(
+        "--pg-ef",
+        type=ints,
+        default=[16, 20, 25, 30, 40, 60, 80, 100, 200, 400],
+        help="hnsw.ef_search",
+    )
+    g.add_argument(
+        "--pg-reuse",
+        action="store_true",
+        help="keep the table + index after the run and reuse a matching one",
+    )
     g = ap.add_argument_group("service")
     g.add_argument("--service-url", help="benchmark this running service instead of starting one")
     g.add_argument("--service-ef", type=ints, help="params.hnsw_ef sweep (default: --hnsw-ef)")
-    g.add_argument("--service-db", default="postgresql://postgres@127.0.0.1:5432",
-                   help="server on which a fresh waypoint_bench_<hex> database is created")
-    g.add_argument("--service-reuse", action="store_true",
-                   help="with --service-url: keep an existing green collection of the right size")
+    g.add_argument(
+        "--service-db",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="server on which a fresh waypoint_bench_<hex> database is created",
+    )
+    g.add_argument(
+        "--service-reuse",
+        action="store_true",
+        help="with --service-url: keep an existing green collection of the right size",
+    )
     g.add_argument("--upload-batch", type=int, default=1000, help="points per upsert request")
     g.add_argument("--service-workers", type=int, default=1, help="python -m app serve --workers")
-    g.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the service (repeatable)")
-    g.add_argument("--ready-timeout", type=float, default=1800.0,
-                   help="seconds to wait for the service to start and for the collection to "
-                   "turn green")
+    g.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the service (repeatable)",
+    )
+    g.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds to wait for the service to start and for the collection to turn green",
+    )
     g = ap.add_argument_group("files")
     g.add_argument("--shared", help="shared folder (default: ../shared beside the repository)")
-    g.add_argument("--cache-dir", type=Path, default=REPO / "bench-out" / "data",
-                   help="where generated datasets are kept")
-    g.add_argument("--out", type=Path, default=REPO / "bench-out" / "bench_search.jsonl",
-                   help="raw rows as JSON lines")
+    g.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=REPO / "bench-out" / "data",
+        help="where generated datasets are kept",
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench-out" / "bench_search.jsonl",
+        help="raw rows as JSON lines",
+    )
     g.add_argument("--append", action="store_true", help="append to --out instead of replacing")
     g.add_argument("--recall-target", type=float, default=0.95)
-    g.add_argument("--synth-recall-target", type=float, default=0.90,
-                   help="fallback target on synth-* datasets when nothing reaches --recall-target")
+    g.add_argument(
+        "--synth-recall-target",
+        type=float,
+        default=0.90,
+        help="fallback target on synth-* datasets when nothing reaches --recall-target",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.queries, args.warmup = 200, 20
@@ -157,15 +212,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 # Result rows
 # ----------------------------------------------------------------------------------------------
-def search_row(rep: JsonlWriter, ds: Dataset, system: str, config: str, param_name: str,
-               param: int, clients: int, recall: float, stats: dict, cpu: dict, requests: int,
-               **extra: Any) -> dict:
+def search_row(
+    rep: JsonlWriter,
+    ds: Dataset,
+    system: str,
+    config: str,
+    param_name: str,
+    param: int,
+    clients: int,
+    recall: float,
+    stats: dict,
+    cpu: dict,
+    requests: int,
+    **extra: Any,
+) -> dict:
     """Record one measured point of a sweep."""
     return rep.add(
-        dataset=ds.name, system=system, phase="search", config=config,
-        setting=f"{param_name}={param}", param=param, clients=clients, requests=requests,
-        recall10=round(recall, 4), **stats, wall_s=cpu["wall_s"],
-        **cpu_per_query(cpu, requests, in_process=system == "hnswlib"), **extra)
+        dataset=ds.name,
+        system=system,
+        phase="search",
+        config=config,
+        setting=f"{param_name}={param}",
+        param=param,
+        clients=clients,
+        requests=requests,
+        recall10=round(recall, 4),
+        **stats,
+        wall_s=cpu["wall_s"],
+        **cpu_per_query(cpu, requests, in_process=system == "hnswlib"),
+        **extra,
+    )
 
 
 def cpu_per_query(cpu: dict, requests: int, in_process: bool = False) -> dict:
@@ -173,6 +249,7 @@ def cpu_per_query(cpu: dict, requests: int, in_process: bool = False) -> dict:
 
     In process (raw hnswlib) all CPU is the client's: the server share is None.
     """
+
     def ms(seconds: float) -> float:
         return round(seconds * 1000 / requests, 3)
 
@@ -183,8 +260,9 @@ def cpu_per_query(cpu: dict, requests: int, in_process: bool = False) -> dict:
     )
 
 
-def least_noisy(measure: Callable[[], T], other_cpu: Callable[[T], float | None],
-                args: argparse.Namespace) -> tuple[T, int]:
+def least_noisy(
+    measure: Callable[[], T], other_cpu: Callable[[T], float | None], args: argparse.Namespace
+) -> tuple[T, int]:
     """Run ``measure`` until its foreign CPU load is <= --max-other-cpu (at most --retries
     repeats, --retry-pause s apart); return the least disturbed result and the attempt count."""
     best: T | None = None
@@ -197,8 +275,10 @@ def least_noisy(measure: Callable[[], T], other_cpu: Callable[[T], float | None]
             best, best_other = result, other
         if other <= args.max_other_cpu or attempt > args.retries:
             break
-        log(f"  other_cpu {other:.2f} > {args.max_other_cpu}: measuring again "
-            f"({attempt}/{args.retries}) in {args.retry_pause:.0f} s")
+        log(
+            f"  other_cpu {other:.2f} > {args.max_other_cpu}: measuring again "
+            f"({attempt}/{args.retries}) in {args.retry_pause:.0f} s"
+        )
         time.sleep(args.retry_pause)
     assert best is not None
     return best, attempt
@@ -221,8 +301,7 @@ def bench_hnswlib(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter) -> No
     config = f"M={args.hnsw_m},efc={args.hnsw_efc}"
     meter = CpuMeter()
     index = hnswlib.Index(space=space, dim=d)
-    index.init_index(max_elements=n, M=args.hnsw_m, ef_construction=args.hnsw_efc,
-                     random_seed=100)
+    index.init_index(max_elements=n, M=args.hnsw_m, ef_construction=args.hnsw_efc, random_seed=100)
     index.set_num_threads(args.threads)
     log(f"{ds.name}: hnswlib build ({config}, {args.threads} threads)")
     s = meter.start()
@@ -231,8 +310,15 @@ def bench_hnswlib(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter) -> No
     with tempfile.TemporaryDirectory() as tmp:
         index.save_index(f"{tmp}/index.bin")
         size = Path(f"{tmp}/index.bin").stat().st_size
-    rep.add(dataset=ds.name, system="hnswlib", phase="build", config=config,
-            threads=args.threads, index_mib=round(size / 2**20, 1), **cpu)
+    rep.add(
+        dataset=ds.name,
+        system="hnswlib",
+        phase="build",
+        config=config,
+        threads=args.threads,
+        index_mib=round(size / 2**20, 1),
+        **cpu,
+    )
     queries = ds.queries
 
     def measure() -> tuple[list[np.ndarray], list[np.ndarray], dict]:
@@ -258,9 +344,21 @@ def bench_hnswlib(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter) -> No
         for q in queries[: args.warmup]:
             index.knn_query(q, k=K, num_threads=1)
         (lat, res, cpu), attempts = least_noisy(measure, lambda m: m[2]["other_cpu"], args)
-        search_row(rep, ds, "hnswlib", config, "ef", ef, 1, recall_at(res, ds.gt, K),
-                   lat_stats(np.concatenate(lat), cpu["wall_s"]), cpu, len(lat) * len(queries),
-                   passes=len(lat), attempts=attempts)
+        search_row(
+            rep,
+            ds,
+            "hnswlib",
+            config,
+            "ef",
+            ef,
+            1,
+            recall_at(res, ds.gt, K),
+            lat_stats(np.concatenate(lat), cpu["wall_s"]),
+            cpu,
+            len(lat) * len(queries),
+            passes=len(lat),
+            attempts=attempts,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,8 +368,9 @@ def setup_pgvector() -> str:
     """Run scripts/setup_pgvector.sh (idempotent) and return the DSN it prints."""
     script = Path(__file__).resolve().parent / "setup_pgvector.sh"
     log(f"running {script}")
-    out = subprocess.run(["bash", str(script), "start"], check=True, text=True,
-                         stdout=subprocess.PIPE).stdout
+    out = subprocess.run(
+        ["bash", str(script), "start"], check=True, text=True, stdout=subprocess.PIPE
+    ).stdout
     return out.strip().splitlines()[-1]
 
 
@@ -315,19 +414,30 @@ def bench_pgvector(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, dsn:
         register_vector(conn)
         cur = conn.cursor()
         version = cur.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]
         postmaster = parent_pid(cur.execute("SELECT pg_backend_pid()").fetchone()[0])
         meter = CpuMeter([postmaster] if postmaster else [])
-        comment = cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')",
-                              (table,)).fetchone()[0]
+        comment = cur.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class')", (table,)
+        ).fetchone()[0]
         if args.pg_reuse and comment == fingerprint:
             log(f"{ds.name}: reusing pgvector table {table} ({fingerprint})")
-            rep.add(dataset=ds.name, system="pgvector", phase="build", config=config,
-                    version=version, reused=True)
+            rep.add(
+                dataset=ds.name,
+                system="pgvector",
+                phase="build",
+                config=config,
+                version=version,
+                reused=True,
+            )
         else:
             pg_load_and_build(ds, args, rep, cur, meter, table, opclass, config, version)
-            cur.execute(psycopg.sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                psycopg.sql.Identifier(table), psycopg.sql.Literal(fingerprint)))
+            cur.execute(
+                psycopg.sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                    psycopg.sql.Identifier(table), psycopg.sql.Literal(fingerprint)
+                )
+            )
 
         for ef in args.pg_ef:
             spec = pg_query_spec(ds, dsn, ef)
@@ -338,20 +448,44 @@ def bench_pgvector(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, dsn:
                 log(f"{ds.name}: pgvector ef_search={ef}, {clients} client(s)")
                 res, attempts = least_noisy(
                     lambda spec=spec, clients=clients: run_clients(
-                        spec, len(ds.queries), clients, warmup=args.warmup,
-                        server_pids=[postmaster] if postmaster else []),
-                    lambda r: r.cpu["other_cpu"], args)
+                        spec,
+                        len(ds.queries),
+                        clients,
+                        warmup=args.warmup,
+                        server_pids=[postmaster] if postmaster else [],
+                    ),
+                    lambda r: r.cpu["other_cpu"],
+                    args,
+                )
                 rows = [len(r) for rs in res.results for r in rs]
-                search_row(rep, ds, "pgvector", config, "ef_search", ef, clients,
-                           *load_row(res, ds.gt), plan=plan_name,
-                           mean_rows=round(float(np.mean(rows)), 2), attempts=attempts)
+                search_row(
+                    rep,
+                    ds,
+                    "pgvector",
+                    config,
+                    "ef_search",
+                    ef,
+                    clients,
+                    *load_row(res, ds.gt),
+                    plan=plan_name,
+                    mean_rows=round(float(np.mean(rows)), 2),
+                    attempts=attempts,
+                )
         if not args.pg_reuse:
             cur.execute(f"DROP TABLE {table}")
 
 
-def pg_load_and_build(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, cur: Any,
-                      meter: CpuMeter, table: str, opclass: str, config: str,
-                      version: str) -> None:
+def pg_load_and_build(
+    ds: Dataset,
+    args: argparse.Namespace,
+    rep: JsonlWriter,
+    cur: Any,
+    meter: CpuMeter,
+    table: str,
+    opclass: str,
+    config: str,
+    version: str,
+) -> None:
     """(Re)create the table, COPY the base vectors in (binary) and build the HNSW index."""
     n, d = ds.base.shape
     cur.execute(f"DROP TABLE IF EXISTS {table}")
@@ -363,19 +497,36 @@ def pg_load_and_build(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, c
         for i in range(n):
             cp.write_row((i, ds.base[i]))
     cur.execute(f"VACUUM ANALYZE {table}")
-    rep.add(dataset=ds.name, system="pgvector", phase="load", version=version, rows=n,
-            table_mib=round(relation_size(cur, table, total=True) / 2**20, 1), **meter.stop(s))
+    rep.add(
+        dataset=ds.name,
+        system="pgvector",
+        phase="load",
+        version=version,
+        rows=n,
+        table_mib=round(relation_size(cur, table, total=True) / 2**20, 1),
+        **meter.stop(s),
+    )
     cur.execute(f"SET max_parallel_maintenance_workers = {max(args.threads - 1, 0)}")
     mwm = cur.execute("SHOW maintenance_work_mem").fetchone()[0]
     log(f"{ds.name}: pgvector CREATE INDEX hnsw ({config}, maintenance_work_mem {mwm})")
     s = meter.start()
-    cur.execute(f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
-                f"(embedding {opclass}) WITH (m = {args.pg_m}, "
-                f"ef_construction = {args.pg_efc})")
+    cur.execute(
+        f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
+        f"(embedding {opclass}) WITH (m = {args.pg_m}, "
+        f"ef_construction = {args.pg_efc})"
+    )
     cpu = meter.stop(s)
-    rep.add(dataset=ds.name, system="pgvector", phase="build", config=config, version=version,
-            threads=args.threads, maintenance_work_mem=mwm,
-            index_mib=round(relation_size(cur, f"{table}_embedding_idx") / 2**20, 1), **cpu)
+    rep.add(
+        dataset=ds.name,
+        system="pgvector",
+        phase="build",
+        config=config,
+        version=version,
+        threads=args.threads,
+        maintenance_work_mem=mwm,
+        index_mib=round(relation_size(cur, f"{table}_embedding_idx") / 2**20, 1),
+        **cpu,
+    )
 
 
 def relation_size(cur: Any, name: str, total: bool = False) -> int:
@@ -415,12 +566,25 @@ def started_service(args: argparse.Namespace, tag: str) -> Iterator[Service]:
         db_postmaster = parent_pid(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     data_dir = Path(tempfile.mkdtemp(prefix="waypoint-bench-"))
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": f"{args.service_db.rstrip('/')}/{db}",
-           "WAYPOINT_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{args.service_db.rstrip('/')}/{db}",
+        "WAYPOINT_DATA_DIR": str(data_dir),
+    }
     log_path = args.out.parent / f"service-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(getattr(args, "service_workers", 1))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(getattr(args, "service_workers", 1)),
+    ]
     env.update(dict(item.split("=", 1) for item in getattr(args, "service_env", []) or []))
     log(f"starting service: {' '.join(cmd)} (db {db}, log {log_path})")
     with log_path.open("w") as log_fh:
@@ -477,8 +641,10 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
             log(f"{ds.name}: reusing collection {coll} ({info.get('points_count')} points)")
         hnsw = (info.get("config") or {}).get("hnsw_config") or {}
         config = f"m={hnsw.get('m')},efc={hnsw.get('ef_construct')}" if hnsw else "default"
-        r = http.post(f"/collections/{coll}/points/query",
-                      json={"query": ds.queries[0].tolist(), "limit": K, "with_payload": False})
+        r = http.post(
+            f"/collections/{coll}/points/query",
+            json={"query": ds.queries[0].tolist(), "limit": K, "with_payload": False},
+        )
         log(f"{ds.name}: first query plan: {r.headers.get('waypoint-plan')}")
 
     for ef in args.service_ef:
@@ -487,12 +653,24 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
             spec = service_query_spec(ds, svc.url, ef)
             res, attempts = least_noisy(
                 lambda spec=spec, clients=clients: run_clients(
-                    spec, len(ds.queries), clients, warmup=args.warmup,
-                    server_pids=svc.server_pids),
-                lambda r: r.cpu["other_cpu"], args)
+                    spec, len(ds.queries), clients, warmup=args.warmup, server_pids=svc.server_pids
+                ),
+                lambda r: r.cpu["other_cpu"],
+                args,
+            )
             plans = {k.split(":", 1)[1]: v for k, v in res.info.items() if k.startswith("plan:")}
-            search_row(rep, ds, "service", config, "hnsw_ef", ef, clients,
-                       *load_row(res, ds.gt), plan=",".join(sorted(plans)), attempts=attempts)
+            search_row(
+                rep,
+                ds,
+                "service",
+                config,
+                "hnsw_ef",
+                ef,
+                clients,
+                *load_row(res, ds.gt),
+                plan=",".join(sorted(plans)),
+                attempts=attempts,
+            )
 
 
 def reusable_collection(http: Any, coll: str, ds: Dataset) -> dict | None:
@@ -502,13 +680,17 @@ def reusable_collection(http: Any, coll: str, ds: Dataset) -> dict | None:
         return None
     info = r.json().get("result") or {}
     vec = ((info.get("config") or {}).get("params") or {}).get("vectors") or {}
-    ok = (info.get("status") == "green" and info.get("points_count") == len(ds.base)
-          and vec.get("size") in (None, ds.dim))
+    ok = (
+        info.get("status") == "green"
+        and info.get("points_count") == len(ds.base)
+        and vec.get("size") in (None, ds.dim)
+    )
     return info if ok else None
 
 
-def upload_collection(http: Any, coll: str, ds: Dataset, args: argparse.Namespace,
-                      rep: JsonlWriter, meter: CpuMeter) -> dict:
+def upload_collection(
+    http: Any, coll: str, ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, meter: CpuMeter
+) -> dict:
     """(Re)create ``coll``, upsert every base vector, wait until green; return its info."""
     import msgspec
 
@@ -523,23 +705,41 @@ def upload_collection(http: Any, coll: str, ds: Dataset, args: argparse.Namespac
     for lo in range(0, n, args.upload_batch):
         hi = min(lo + args.upload_batch, n)
         body = msgspec.json.encode(
-            {"batch": {"ids": list(range(lo, hi)), "vectors": ds.base[lo:hi].tolist()}})
+            {"batch": {"ids": list(range(lo, hi)), "vectors": ds.base[lo:hi].tolist()}}
+        )
         t0 = time.perf_counter()
-        r = http.put(f"/collections/{coll}/points", params={"wait": "true"}, content=body,
-                     headers={"Content-Type": "application/json"})
+        r = http.put(
+            f"/collections/{coll}/points",
+            params={"wait": "true"},
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
         request_s += time.perf_counter() - t0
         if r.status_code != 200:
             raise RuntimeError(f"upsert failed: HTTP {r.status_code} {r.text[:300]}")
     cpu = meter.stop(s)
-    rep.add(dataset=ds.name, system="service", phase="load", rows=n, batch=args.upload_batch,
-            request_s=round(request_s, 3), points_per_s=round(n / cpu["wall_s"], 1), **cpu)
+    rep.add(
+        dataset=ds.name,
+        system="service",
+        phase="load",
+        rows=n,
+        batch=args.upload_batch,
+        request_s=round(request_s, 3),
+        points_per_s=round(n / cpu["wall_s"], 1),
+        **cpu,
+    )
     log(f"{ds.name}: waiting for /readyz and collection status green")
     s = meter.start()
     info = wait_green(http, coll, args.ready_timeout)
     hnsw = (info.get("config") or {}).get("hnsw_config") or {}
-    rep.add(dataset=ds.name, system="service", phase="build",
-            config=f"m={hnsw.get('m')},efc={hnsw.get('ef_construct')}" if hnsw else "default",
-            points_count=info.get("points_count"), **meter.stop(s))
+    rep.add(
+        dataset=ds.name,
+        system="service",
+        phase="build",
+        config=f"m={hnsw.get('m')},efc={hnsw.get('ef_construct')}" if hnsw else "default",
+        points_count=info.get("points_count"),
+        **meter.stop(s),
+    )
     return info
 
 
@@ -566,14 +766,29 @@ def dataset_tables(rows: list[dict], name: str) -> str:
     mine = [r for r in rows if r.get("dataset") == name]
     build = [r for r in mine if r["phase"] in ("load", "build")]
     search = [r for r in mine if r["phase"] == "search"]
-    cols_build = [("system", "system"), ("phase", "phase"), ("config", "config"),
-                  ("wall_s", "wall s"), ("points_per_s", "points/s"), ("index_mib", "index MiB"),
-                  ("table_mib", "table MiB"), ("other_cpu", "other_cpu")]
-    cols_search = [("system", "system"), ("setting", "setting"), ("clients", "clients"),
-                   ("recall10", "recall@10"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-                   ("qps", "QPS"), ("server_cpu_ms_per_q", "server CPU ms/q"),
-                   ("client_cpu_ms_per_q", "client CPU ms/q"), ("other_cpu", "other_cpu"),
-                   ("plan", "plan")]
+    cols_build = [
+        ("system", "system"),
+        ("phase", "phase"),
+        ("config", "config"),
+        ("wall_s", "wall s"),
+        ("points_per_s", "points/s"),
+        ("index_mib", "index MiB"),
+        ("table_mib", "table MiB"),
+        ("other_cpu", "other_cpu"),
+    ]
+    cols_search = [
+        ("system", "system"),
+        ("setting", "setting"),
+        ("clients", "clients"),
+        ("recall10", "recall@10"),
+        ("p50_ms", "p50 ms"),
+        ("p99_ms", "p99 ms"),
+        ("qps", "QPS"),
+        ("server_cpu_ms_per_q", "server CPU ms/q"),
+        ("client_cpu_ms_per_q", "client CPU ms/q"),
+        ("other_cpu", "other_cpu"),
+        ("plan", "plan"),
+    ]
     parts = [f"## {name}", ""]
     if build:
         parts += [markdown_table(build, cols_build), ""]
@@ -582,8 +797,13 @@ def dataset_tables(rows: list[dict], name: str) -> str:
     return "\n".join(parts)
 
 
-def matched_recall(rows: list[dict], datasets: Sequence[str], clients: Sequence[int],
-                   target: float, synth_target: float) -> list[dict]:
+def matched_recall(
+    rows: list[dict],
+    datasets: Sequence[str],
+    clients: Sequence[int],
+    target: float,
+    synth_target: float,
+) -> list[dict]:
     """Per dataset and system: the cheapest setting whose 1-client recall@10 >= target.
 
     On synth-* datasets a system that never reaches ``target`` is judged at ``synth_target``.
@@ -593,8 +813,13 @@ def matched_recall(rows: list[dict], datasets: Sequence[str], clients: Sequence[
     for name in datasets:
         picked: dict[str, dict] = {}
         for system in SYSTEMS:
-            search = [r for r in rows if r.get("dataset") == name and r.get("system") == system
-                      and r.get("phase") == "search"]
+            search = [
+                r
+                for r in rows
+                if r.get("dataset") == name
+                and r.get("system") == system
+                and r.get("phase") == "search"
+            ]
             single = sorted((r for r in search if r["clients"] == 1), key=lambda r: r["param"])
             if not single:
                 continue
@@ -610,8 +835,9 @@ def matched_recall(rows: list[dict], datasets: Sequence[str], clients: Sequence[
                 continue
             row.update(setting=hit["setting"], recall10=hit["recall10"], plan=hit.get("plan"))
             for c in clients:
-                r = next((x for x in search if x["param"] == hit["param"]
-                          and x["clients"] == c), None)
+                r = next(
+                    (x for x in search if x["param"] == hit["param"] and x["clients"] == c), None
+                )
                 if r:
                     row[f"qps_{c}"] = r["qps"]
                     row[f"lat_{c}"] = f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
@@ -627,8 +853,13 @@ def matched_recall(rows: list[dict], datasets: Sequence[str], clients: Sequence[
 
 def summary_table(summary: list[dict], clients: Sequence[int]) -> str:
     """Markdown for ``matched_recall`` rows."""
-    cols = [("dataset", "dataset"), ("system", "system"), ("target", "target R"),
-            ("setting", "cheapest setting"), ("recall10", "recall@10")]
+    cols = [
+        ("dataset", "dataset"),
+        ("system", "system"),
+        ("target", "target R"),
+        ("setting", "cheapest setting"),
+        ("recall10", "recall@10"),
+    ]
     for c in clients:
         cols += [(f"qps_{c}", f"QPS {c}c"), (f"lat_{c}", f"p50/p99 ms {c}c")]
     cols += [(f"ratio_{c}", f"service/pgvector QPS {c}c") for c in clients]
@@ -640,16 +871,25 @@ def overhead_lines(rows: list[dict], datasets: Sequence[str]) -> list[str]:
     """Service p50 minus raw hnswlib p50 at the same (lowest common) ef, 1 client."""
     lines = []
     for name in datasets:
+
         def p50(system: str, name: str = name) -> dict[int, float]:
-            return {r["param"]: r["p50_ms"] for r in rows if r.get("dataset") == name
-                    and r.get("system") == system and r.get("phase") == "search"
-                    and r.get("clients") == 1}
+            return {
+                r["param"]: r["p50_ms"]
+                for r in rows
+                if r.get("dataset") == name
+                and r.get("system") == system
+                and r.get("phase") == "search"
+                and r.get("clients") == 1
+            }
+
         h, s = p50("hnswlib"), p50("service")
         common = sorted(set(h) & set(s))
         if common:
             ef = common[0]
-            lines.append(f"- {name}: service p50 - hnswlib p50 at ef={ef}: "
-                         f"{s[ef] - h[ef]:.3f} ms ({s[ef]:.3f} vs {h[ef]:.3f})")
+            lines.append(
+                f"- {name}: service p50 - hnswlib p50 at ef={ef}: "
+                f"{s[ef] - h[ef]:.3f} ms ({s[ef]:.3f} vs {h[ef]:.3f})"
+            )
     return lines
 
 
@@ -666,8 +906,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [x.strip() for x in args.datasets.split(",") if x.strip()]
     run_id = time.strftime("%Y%m%dT%H%M%S")
     rep = JsonlWriter(args.out, append=args.append, run_id=run_id)
-    rep.add(phase="env", **machine_info(), argv=sys.argv[1:], queries=args.queries,
-            warmup=args.warmup, clients=args.clients)
+    rep.add(
+        phase="env",
+        **machine_info(),
+        argv=sys.argv[1:],
+        queries=args.queries,
+        warmup=args.warmup,
+        clients=args.clients,
+    )
     pg_dsn = args.pg_dsn
     for name in names:
         ds = load_dataset(find_dataset(name, shared, args.cache_dir), args.queries)
@@ -682,18 +928,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench_service(ds, args, rep, svc)
         print(dataset_tables(rep.rows, ds.name), flush=True)
 
-    summary = matched_recall(rep.rows, names, args.clients, args.recall_target,
-                             args.synth_recall_target)
-    print(f"## At matched recall (cheapest setting with 1-client recall@10 ≥ "
-          f"{args.recall_target}; synth-* ≥ {args.synth_recall_target} if nothing reaches it)\n")
+    summary = matched_recall(
+        rep.rows, names, args.clients, args.recall_target, args.synth_recall_target
+    )
+    print(
+        f"## At matched recall (cheapest setting with 1-client recall@10 ≥ "
+        f"{args.recall_target}; synth-* ≥ {args.synth_recall_target} if nothing reaches it)\n"
+    )
     print(summary_table(summary, args.clients))
     lines = overhead_lines(rep.rows, names)
     if lines:
         print("\nService overhead over raw hnswlib (1 client):\n" + "\n".join(lines))
     noisy = [r for r in rep.rows if (r.get("other_cpu") or 0) > 0.1]
     if noisy:
-        print(f"\nWARNING: {len(noisy)} rows measured with other_cpu > 0.1 (foreign load); "
-              "compare them with care.")
+        print(
+            f"\nWARNING: {len(noisy)} rows measured with other_cpu > 0.1 (foreign load); "
+            "compare them with care."
+        )
     print(f"\nraw rows: {args.out}")
     return 0
 

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh
 install_project '.[test]'
 .venv/bin/ruff check app tests scripts migrations
+.venv/bin/ruff format --check app tests scripts migrations
 exec .venv/bin/python -m pytest "$@"
