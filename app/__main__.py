@@ -34,18 +34,25 @@ def serve(args: argparse.Namespace) -> None:
     from app.db.migrate import upgrade
 
     upgrade(os.environ["DATABASE_URL"])
-    os.environ["WAYPOINT_PIN_WORKERS"] = "1" if _pins_workers(args) else ""
-    uvicorn.run(
-        "app.asgi:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        access_log=args.access_log,
-        http=CoalescingHttpToolsProtocol,
-        loop="uvloop",
-    )
+    pinning = _pins_workers(args)
+    os.environ["WAYPOINT_PIN_WORKERS"] = "1" if pinning else ""
+    try:
+        uvicorn.run(
+            "app.asgi:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            access_log=args.access_log,
+            http=CoalescingHttpToolsProtocol,
+            loop="uvloop",
+        )
+    finally:
+        if pinning:
+            from app.affinity import forget_workers
+
+            forget_workers()
 
 
 def _pins_workers(args: argparse.Namespace) -> bool:

@@ -78,11 +78,19 @@ def _threads() -> list[int]:
     return [int(tid) for tid in os.listdir("/proc/self/task")]
 
 
+def forget_workers() -> None:
+    """In the supervisor, once its workers are gone: remove the lock file they chose under."""
+    _lock_path(os.getpid()).unlink(missing_ok=True)
+
+
+def _lock_path(parent: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"waypoint-pin-{parent}.lock"
+
+
 @contextmanager
 def _siblings_lock(parent: int) -> Iterator[None]:
     """An exclusive lock on a file shared by the children of one parent."""
-    path = Path(tempfile.gettempdir()) / f"waypoint-pin-{parent}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fd = os.open(_lock_path(parent), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -79,3 +79,19 @@ def test_one_worker_is_not_pinned() -> None:
     assert not _pins_workers(argparse.Namespace(pin_workers=True, workers=1))
     assert _pins_workers(argparse.Namespace(pin_workers=True, workers=2))
     assert not _pins_workers(argparse.Namespace(pin_workers=False, workers=4))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+def test_a_stopped_server_leaves_no_lock_file(server_factory, tmp_path) -> None:
+    """The workers' lock file lives as long as their supervisor, not in the temp dir forever."""
+    env = {"WAYPOINT_WORKERS": "2", "WAYPOINT_PIN_WORKERS": "1", "TMPDIR": str(tmp_path)}
+    server = server_factory(env)
+    assert server.process is not None
+    lock = tmp_path / f"waypoint-pin-{server.process.pid}.lock"
+    assert lock.exists()  # the workers chose their CPUs under it
+    server.stop()
+    assert server.process.returncode == 0
+    assert not lock.exists()
