@@ -24,7 +24,7 @@ def prepare(vectors: np.ndarray, distance: Distance) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if distance is Distance.COSINE and vectors.ndim == 1:  # a query: skip the matrix machinery
         norm = math.sqrt(float(vectors @ vectors))
-        return vectors if norm == 0 else (vectors / norm).astype(np.float32, copy=False)
+        return vectors if norm == 0 else vectors * (1 / norm)  # a Python float keeps float32
     if distance is Distance.COSINE:
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / np.where(norms == 0, 1, norms)

@@ -381,7 +381,7 @@ class Segment:
         if self.distance is Distance.DOT or len(distances) <= k:
             return len(distances)
         kth = float(distances[k - 1])
-        return int(np.searchsorted(distances, kth + CONTENDER_SLACK * (1 + abs(kth)), "right"))
+        return int(distances.searchsorted(kth + CONTENDER_SLACK * (1 + abs(kth)), "right"))
 
     def _finish(
         self, query: np.ndarray, rows: np.ndarray, k: int, threshold: float | None, plan: str
