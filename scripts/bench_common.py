@@ -299,6 +299,9 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
 def pids_listening_on(port: int) -> list[int]:
     """Local processes with a listening TCP socket on ``port``, without their descendants.
 
@@ -306,31 +309,55 @@ def pids_listening_on(port: int) -> list[int]:
     supervisor sharing its socket with its workers is returned alone (``CpuMeter`` counts
     the process trees of the pids it is given).
     """
+    targets = _sockets(port, LISTEN)
+    pids = {int(d) for d in os.listdir("/proc") if d.isdigit() and _holds(int(d), targets)}
+    return sorted(pid for pid in pids if not _ancestors(pid) & pids)
+
+
+def connection_split(server_pids: Sequence[int], port: int) -> str:
+    """How the open connections to ``port`` spread over the server's processes: "3/5" when
+    one worker holds 3 and the other 5 (smallest first; processes holding none omitted).
+
+    Each client keeps one connection, so this is how the load spreads: a worker with more
+    connections than its share queues more requests while the other idles.
+    """
+    targets = _sockets(port, ESTABLISHED)
+    table = _proc_table()
+    processes = {pid for root in server_pids for pid in _subtree(table, root, set())}
+    counts = sorted(n for pid in processes if (n := _held(pid, targets)))
+    return "/".join(map(str, counts))
+
+
+def _sockets(port: int, state: str) -> set[str]:
+    """The local TCP sockets on ``port`` in ``state`` (a /proc/net/tcp code), as fd links."""
     inodes: set[str] = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(name) as fh:
             for line in fh.readlines()[1:]:
                 f = line.split()
-                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f[9])
-    targets = {f"socket:[{i}]" for i in inodes}
-    pids = {int(d) for d in os.listdir("/proc") if d.isdigit() and _holds(int(d), targets)}
-    return sorted(pid for pid in pids if not _ancestors(pid) & pids)
+                if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{f[9]}]")
+    return inodes
 
 
 def _holds(pid: int, targets: set[str]) -> bool:
-    """Whether ``pid`` has a file descriptor on one of ``targets`` (fds may close meanwhile)."""
+    """Whether ``pid`` has a file descriptor on one of ``targets``."""
+    return _held(pid, targets) > 0
+
+
+def _held(pid: int, targets: set[str]) -> int:
+    """How many of ``pid``'s file descriptors are on ``targets`` (fds may close meanwhile)."""
     if not targets:
-        return False
+        return 0
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return False
+        return 0
+    held = 0
     for fd in fds:
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
-                return True
-    return False
+            held += os.readlink(f"/proc/{pid}/fd/{fd}") in targets
+    return held
 
 
 def _ancestors(pid: int) -> set[int]:
@@ -369,6 +396,7 @@ class LoadResult:
     wall_s: float  # first client's start to last client's end
     cpu: dict  # CpuMeter.stop() of the measured window
     info: dict = field(default_factory=dict)  # merged client info (e.g. plan header counts)
+    split: str = ""  # connection_split() once all clients were connected, if asked for
 
     @property
     def requests(self) -> int:
@@ -428,6 +456,7 @@ def run_clients(
     *,
     warmup: int = 50,
     server_pids: Sequence[int] = (),
+    split_port: int | None = None,
     timeout: float = 600.0,
 ) -> LoadResult:
     """Run ``clients`` spawned processes that each send all ``n_queries`` queries sequentially.
@@ -435,7 +464,9 @@ def run_clients(
     Client c starts at query ``c * n_queries // clients`` and wraps around, so concurrent
     clients do not send the same query at the same time. Each client first sends ``warmup``
     queries (not measured), then all clients start together. QPS = all measured requests /
-    (last end - first start); latency is measured per request in the client.
+    (last end - first start); latency is measured per request in the client. With
+    ``split_port``, ``split`` says how the clients' connections spread over the server's
+    processes (``connection_split``).
     """
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(clients + 1)
@@ -459,6 +490,7 @@ def run_clients(
         except Exception:
             raise RuntimeError("client start-up failed:\n" + _drain_errors(out)) from None
         s = meter.start()
+        split = connection_split(server_pids, split_port) if split_port else ""
         msgs = []
         for _ in procs:
             try:
@@ -486,6 +518,7 @@ def run_clients(
         wall_s=max(m[4] for m in msgs) - min(m[3] for m in msgs),
         cpu=cpu,
         info=dict(info),
+        split=split,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def measured_row(system: str, round_no: int, clients: int, res: LoadResult, gt) 
         qps=stats["qps"],
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
+        conns=res.split,
         **cpu_per_query(res.cpu, res.requests),
     )
 
@@ -118,6 +120,8 @@ def summary(rows: list[dict], clients: Sequence[int]) -> list[dict]:
             line[f"{system}_cpu"] = statistics.median(s["server_cpu_ms_per_q"] for s in sides)
         line["ratio"] = f"{statistics.median(ratios):.2f}x"
         line["range"] = f"{ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        splits = Counter(p["service"]["conns"] for p in pairs)
+        line["conns"] = ", ".join(f"{split} x{n}" for split, n in sorted(splits.items()))
         out.append(line)
     return out
 
@@ -151,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     clients,
                     warmup=args.warmup,
                     server_pids=servers[system],
+                    split_port=port if system == "service" else None,
                 )
                 row = measured_row(system, round_no, clients, res, ds.gt)
                 rep.add(phase="paired", dataset=ds.name, **row)
@@ -172,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("service_cpu", "service server CPU ms/q"),
         ("ratio", "service/pgvector QPS"),
         ("range", "ratio range"),
+        ("conns", "service connections per worker (rounds)"),
     ]
     print(markdown_table(summary(rows, args.clients), cols))
     print(f"\nraw rows: {args.out}")

@@ -653,7 +653,12 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
             spec = service_query_spec(ds, svc.url, ef)
             res, attempts = least_noisy(
                 lambda spec=spec, clients=clients: run_clients(
-                    spec, len(ds.queries), clients, warmup=args.warmup, server_pids=svc.server_pids
+                    spec,
+                    len(ds.queries),
+                    clients,
+                    warmup=args.warmup,
+                    server_pids=svc.server_pids,
+                    split_port=url_port(svc.url),
                 ),
                 lambda r: r.cpu["other_cpu"],
                 args,
@@ -669,6 +674,7 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
                 clients,
                 *load_row(res, ds.gt),
                 plan=",".join(sorted(plans)),
+                conns=res.split,
                 attempts=attempts,
             )
 
