@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -342,22 +342,26 @@ def _sockets(port: int, state: str) -> set[str]:
 
 def _holds(pid: int, targets: set[str]) -> bool:
     """Whether ``pid`` has a file descriptor on one of ``targets``."""
-    return _held(pid, targets) > 0
+    return any(_fds_on(pid, targets))
 
 
 def _held(pid: int, targets: set[str]) -> int:
-    """How many of ``pid``'s file descriptors are on ``targets`` (fds may close meanwhile)."""
+    """How many of ``pid``'s file descriptors are on ``targets``."""
+    return sum(1 for _ in _fds_on(pid, targets))
+
+
+def _fds_on(pid: int, targets: set[str]) -> Iterator[str]:
+    """``pid``'s file descriptors that are on one of ``targets`` (fds may close meanwhile)."""
     if not targets:
-        return 0
+        return
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return 0
-    held = 0
+        return
     for fd in fds:
         with contextlib.suppress(OSError):
-            held += os.readlink(f"/proc/{pid}/fd/{fd}") in targets
-    return held
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                yield fd
 
 
 def _ancestors(pid: int) -> set[int]:
