@@ -107,9 +107,9 @@ def answerer(graph_path: Path, dim: int) -> Callable[[bytes], bytes]:
         vector /= np.sqrt(vector @ vector)
         ef = query.params.hnsw_ef if query.params and query.params.hnsw_ef else EF_CONSTRUCTION
         labels, distances = graph.knn_query(vector, k=max(ef, query.limit), num_threads=1)
-        best = zip(labels[0].tolist(), distances[0].tolist(), strict=True)
+        limit = query.limit
+        best = zip(labels[0, :limit].tolist(), distances[0, :limit].tolist(), strict=True)
         points = [ScoredPoint(label, label + 1, 1.0 - distance) for label, distance in best]
-        del points[query.limit :]
         return encode(Answer({"points": points}, "ok", time.perf_counter() - started))
 
     return answer
