@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import REPO, find_dataset, load_dataset, shared_dir
+from bench_common import REPO, find_dataset, load_dataset, markdown_table, shared_dir
 from bench_search import service_collection
 
 Stage = Callable[[int], Awaitable[Any]]
@@ -164,13 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = asyncio.run(measure(args))
     where = "on the event loop" if args.inline else "through the CPU pool"
     print(f"## {args.dataset}: CPU per query by stage, search {where}, hnsw_ef={args.ef}\n")
-    print("| stage (includes the ones above) | µs per query | added µs |")
-    print("|---|---|---|")
-    before = 0.0
+    rows, before = [], 0.0
     for stage, values in results.items():
         median = statistics.median(values)
-        print(f"| {stage} | {median:.1f} | {median - before:+.1f} |")
+        rows.append({"stage": stage, "us": f"{median:.1f}", "added": f"{median - before:+.1f}"})
         before = median
+    columns = [("stage", "stage (includes the ones above)"), ("us", "µs per query")]
+    print(markdown_table(rows, [*columns, ("added", "added µs")]))
     return 0
 
 
