@@ -6,8 +6,9 @@ leaves for that on this machine, whatever the service does around the search: mi
 servers that decode the request with msgspec, run the same hnswlib graph as the service
 (M=16, ef_construction=100, the dataset's base vectors, cosine), encode the Qdrant answer
 and nothing else (no collections, versions, exact re-scoring, auth or plan headers). Each
-runs as two worker processes pinned to CPUs 0 and 1, as `serve --workers 2 --pin-workers`,
-in four variants:
+runs as two worker processes pinned to CPUs 0 and 1, as `serve --workers 2 --pin-workers`
+(but each worker listens on a `SO_REUSEPORT` socket of its own, where the service's share
+one, so clients spread over them by the kernel's hash), in four variants:
 
 - `raw-inline`: an asyncio protocol on httptools (no ASGI), search on the event loop;
 - `raw-hop`: the same, the search in a one-thread pool (a hop per request, as the
