@@ -65,7 +65,7 @@ def test_workers_pin_every_thread_to_different_cpus(tmp_path) -> None:
         text=True,
         timeout=120,
         check=True,
-        env={**os.environ, "PYTHONPATH": repo},
+        env={**os.environ, "PYTHONPATH": repo, "TMPDIR": str(tmp_path)},  # its lock file
     )
     (first, first_masks), (second, second_masks) = json.loads(done.stdout)
     assert first != second
