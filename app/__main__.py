@@ -23,8 +23,12 @@ def _database_url(settings: Settings) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Start the embedded database if needed, migrate, and run the API with uvicorn."""
+    """Start the embedded database if needed, migrate, and run the API with uvicorn.
+
+    Several workers run under `app.dealer.Supervisor`, which deals connections to them.
+    """
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from app.protocol import CoalescingHttpToolsProtocol
 
@@ -36,23 +40,31 @@ def serve(args: argparse.Namespace) -> None:
     upgrade(os.environ["DATABASE_URL"])
     pinning = _pins_workers(args)
     os.environ["WAYPOINT_PIN_WORKERS"] = "1" if pinning else ""
+    config = uvicorn.Config(
+        "app.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+        http=CoalescingHttpToolsProtocol,
+        loop="uvloop",
+    )
+    if args.workers < 2:
+        server = uvicorn.Server(config)
+        server.run()
+        sys.exit(0 if server.started else STARTUP_FAILURE)
+    from app.dealer import Supervisor
+
     try:
-        uvicorn.run(
-            "app.asgi:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=settings.log_level.lower(),
-            access_log=args.access_log,
-            http=CoalescingHttpToolsProtocol,
-            loop="uvloop",
-        )
+        exit_code = Supervisor(config).run()
     finally:
         if pinning:
             from app.affinity import forget_workers
 
             forget_workers()
+    sys.exit(exit_code)
 
 
 def _pins_workers(args: argparse.Namespace) -> bool:

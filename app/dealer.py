@@ -1,0 +1,264 @@
+"""Several workers: the supervisor accepts every connection and deals it to the least busy.
+
+Uvicorn's own workers share one listening socket and each accepts what it can. A keep-alive
+client keeps its connection for its whole life, so the split at connect time is the split
+of the work for good: on the 2-CPU benchmark machine 8 clients landed 2/6 or 3/5 as often
+as 4/4, and the worker holding 6 set the p99 (6.6 ms, against 4.5 ms when balanced; see
+`connection_split` in scripts/bench_common.py). Here the supervisor owns the listening
+socket, accepts, and sends each new connection (its file descriptor, SCM_RIGHTS over a Unix
+socket pair) to the worker with the fewest open connections; the worker serves it as if it
+had accepted it itself. Only connecting goes through the supervisor: requests and responses
+flow between client and worker directly.
+
+Messages on a worker's socket pair (SOCK_SEQPACKET, so each keeps its bounds):
+  supervisor -> worker   one byte and one file descriptor: a connection to serve
+  worker -> supervisor   `REPORT`: connections taken so far and open now, sent once the
+                         worker is serving and then whenever they change (10 times a
+                         second at most, on uvicorn's tick)
+
+A worker that dies is replaced (unless it failed while starting, which would only repeat),
+and a worker whose supervisor is gone sees its socket pair close and shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import selectors
+import signal
+import socket
+import struct
+from dataclasses import dataclass
+from multiprocessing.context import SpawnProcess
+
+import uvicorn
+from uvicorn._subprocess import get_subprocess
+from uvicorn.config import STARTUP_FAILURE
+
+log = logging.getLogger("uvicorn.error")
+
+REPORT = struct.Struct("!QQ")  # connections taken, connections open
+DEAL = b"c"
+ACCEPTS_PER_WAKE = 64  # connections accepted in a row before reports are read again
+CHECK_SECONDS = 0.5  # how often the supervisor looks for dead workers
+
+
+@dataclass(eq=False)
+class Worker:
+    """The supervisor's view of one worker process."""
+
+    process: SpawnProcess
+    channel: socket.socket  # the supervisor's end of the socket pair
+    dealt: int = 0
+    taken: int = 0
+    open: int = 0
+    serving: bool = False  # has reported: its app is started, it can take connections
+
+    @property
+    def load(self) -> int:
+        """Open connections, counting those dealt but not yet taken."""
+        return self.open + self.dealt - self.taken
+
+
+class Supervisor:
+    """Runs `config.workers` worker processes and deals them the listener's connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self.config = config
+        self.listener = config.bind_socket()
+        self.listener.listen(config.backlog)
+        self.listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.workers: list[Worker] = []
+        self.listening = False
+        self.turn = 0  # ties go round the workers, so equal loads still alternate
+        self.exit_code: int | None = None
+
+    def run(self) -> int:
+        """Serve until SIGINT or SIGTERM (or a worker that cannot start); the exit code."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        log.info("Started parent process, dealing connections to %d workers", self.config.workers)
+        try:
+            self.workers = [self._spawn() for _ in range(self.config.workers)]
+            while self.exit_code is None:
+                for key, _ in self.selector.select(CHECK_SECONDS):
+                    if key.data is None:
+                        self._deal()
+                    else:
+                        self._read_report(key.data)
+                self._replace_dead()
+        finally:
+            self._stop()
+        return self.exit_code
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.exit_code = 0
+
+    def _spawn(self) -> Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        target = functools.partial(run_worker, self.config)
+        process = get_subprocess(self.config, target, [theirs])
+        process.start()
+        theirs.close()  # the child has its own copy now
+        worker = Worker(process, ours)
+        self.selector.register(ours, selectors.EVENT_READ, worker)
+        return worker
+
+    def _read_report(self, worker: Worker) -> None:
+        try:
+            message = worker.channel.recv(REPORT.size)
+        except OSError:
+            message = b""
+        if len(message) != REPORT.size:  # closed: the worker is gone or going
+            self._retire(worker)
+            return
+        worker.taken, worker.open = REPORT.unpack(message)
+        worker.serving = True
+        self._listen_while_serving()
+
+    def _deal(self) -> None:
+        for _ in range(ACCEPTS_PER_WAKE):
+            try:
+                connection, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            with connection:
+                self._hand_over(connection)
+
+    def _hand_over(self, connection: socket.socket) -> None:
+        """Send the connection to the least loaded serving worker (closed if there is none)."""
+        while candidates := self._serving():
+            worker = min(candidates, key=lambda w: w.load)
+            try:
+                socket.send_fds(worker.channel, [DEAL], [connection.fileno()])
+            except OSError:  # its end is closed: it died since its last report
+                self._retire(worker)
+                continue
+            worker.dealt += 1
+            self.turn = self.workers.index(worker) + 1
+            return
+
+    def _serving(self) -> list[Worker]:
+        """Serving workers, in turn order from the one after the last dealt to."""
+        turn = self.turn % max(len(self.workers), 1)
+        ordered = self.workers[turn:] + self.workers[:turn]
+        return [w for w in ordered if w.serving]
+
+    def _listen_while_serving(self) -> None:
+        """Accept only while some worker serves: until then the kernel queues connects."""
+        serving = any(w.serving for w in self.workers)
+        if serving and not self.listening:
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
+        elif self.listening and not serving:
+            self.selector.unregister(self.listener)
+        self.listening = serving
+
+    def _retire(self, worker: Worker) -> None:
+        """Stop dealing to a worker (it is replaced once its process has ended)."""
+        if worker.channel.fileno() != -1:
+            self.selector.unregister(worker.channel)
+            worker.channel.close()
+        worker.serving = False
+        self._listen_while_serving()
+
+    def _replace_dead(self) -> None:
+        for index, worker in enumerate(self.workers):
+            if worker.process.is_alive() or self.exit_code is not None:
+                continue
+            worker.process.join()
+            self._retire(worker)
+            if worker.process.exitcode == STARTUP_FAILURE:
+                log.error("Worker [%s] failed to start: stopping", worker.process.pid)
+                self.exit_code = STARTUP_FAILURE
+                return
+            pid, code = worker.process.pid, worker.process.exitcode
+            log.info("Worker [%s] died (exit code %s): replacing it", pid, code)
+            self.workers[index] = self._spawn()
+
+    def _stop(self) -> None:
+        """Stop accepting, then stop the workers: each finishes what it is answering."""
+        for worker in self.workers:
+            worker.serving = False
+        self._listen_while_serving()
+        self.listener.close()
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join()
+            self._retire(worker)
+        self.selector.close()
+        log.info("Stopped parent process")
+
+
+def run_worker(config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+    """A worker process's target: a uvicorn server fed by the supervisor's socket pair."""
+    DealtServer(config, sockets[0]).run()
+
+
+class DealtServer(uvicorn.Server):
+    """A uvicorn server with no listener: it serves the connections its supervisor sends."""
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        self.channel = channel
+        self.taken = 0
+        self.reported: tuple[int, int] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan; no listening socket
+        loop = asyncio.get_running_loop()
+        self.channel.setblocking(False)
+        loop.add_reader(self.channel.fileno(), self._receive, loop)
+        self._report()  # ready: the supervisor starts dealing
+
+    def _receive(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(self.channel, len(DEAL), 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            message, fds = b"", []
+        if not message:  # the supervisor is gone: stop as on SIGTERM
+            loop.remove_reader(self.channel.fileno())
+            self.should_exit = True
+        for fd in fds:
+            loop.create_task(self._take(loop, socket.socket(fileno=fd)))
+
+    async def _take(self, loop: asyncio.AbstractEventLoop, connection: socket.socket) -> None:
+        """Serve a dealt connection as uvicorn serves one its own listener accepted."""
+        protocol = functools.partial(
+            self.config.http_protocol_class,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+        try:
+            await loop.connect_accepted_socket(protocol, connection)
+        except OSError:  # the client left before we took it
+            connection.close()
+        self.taken += 1
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().remove_reader(self.channel.fileno())  # take no more
+        await super().shutdown(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        self._report()
+        return await super().on_tick(counter)
+
+    def _report(self) -> None:
+        """Tell the supervisor how many connections this worker holds, when that changed."""
+        state = (self.taken, len(self.server_state.connections))
+        if state == self.reported or self.should_exit:
+            return
+        try:
+            self.channel.send(REPORT.pack(*state))
+        except BlockingIOError:
+            return  # its buffer is full: the next tick reports again
+        except OSError:
+            self.should_exit = True
+            return
+        self.reported = state

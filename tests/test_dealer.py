@@ -1,0 +1,112 @@
+"""`serve --workers N`: the supervisor deals each connection to the worker holding fewest."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
+
+TWO_WORKERS = {"WAYPOINT_WORKERS": "2"}
+
+
+def workers_of(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (not its other children, such as the resource
+    tracker multiprocessing starts)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return sorted(int(pid) for pid in children if b"spawn_main" in _cmdline(int(pid)))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def connections_held(pid: int, port: int) -> int:
+    """Established TCP connections to `port` that process `pid` holds open."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            inodes.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            held += os.readlink(fd) in inodes
+    return held
+
+
+def split(supervisor: int, port: int) -> list[int]:
+    return sorted(connections_held(pid, port) for pid in workers_of(supervisor))
+
+
+def connect(port: int) -> socket.socket:
+    """A keep-alive connection that has been served once (so a worker surely holds it)."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+    assert client.recv(4096).startswith(b"HTTP/1.1 200")
+    return client
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_connections_spread_evenly_and_refill_the_emptier_worker(server_factory) -> None:
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    supervisor, port = server.process.pid, server.port
+    clients = [connect(port) for _ in range(8)]
+    assert split(supervisor, port) == [4, 4]
+
+    for client in clients[:4]:  # whichever workers these were on
+        client.close()
+    wait_for(lambda: sum(split(supervisor, port)) == 4)
+    time.sleep(0.5)  # workers report their counts on uvicorn's 0.1 s tick
+    clients[:4] = [connect(port) for _ in range(4)]
+    assert split(supervisor, port) == [4, 4]
+    for client in clients:
+        client.close()
+
+
+def test_a_dead_worker_is_replaced_while_the_other_serves(server_factory) -> None:
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    first, second = workers_of(server.process.pid)
+    os.kill(first, signal.SIGKILL)
+    for _ in range(20):  # every new connection goes to a worker that is still there
+        assert httpx.get(f"{server.url}/collections", timeout=10).status_code == 200
+    wait_for(lambda: len(workers_of(server.process.pid)) == 2)
+    assert second in workers_of(server.process.pid)
+    assert first not in workers_of(server.process.pid)
+    server.wait_ready()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(server_factory) -> None:
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    workers = workers_of(server.process.pid)
+    server.kill()
+    for pid in workers:  # orphans, not reaped by us: gone once their status is zombie or none
+        wait_for(lambda pid=pid: not _running(pid))
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
