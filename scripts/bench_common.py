@@ -679,14 +679,27 @@ class _HttpClient:
 
 # ----------------------------------------------------------------------------------------------
 def machine_info() -> dict:
-    """CPU model, core count and memory, for the env row of a result file."""
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    """CPU model (with family, model number and widest SIMD: the same "AMD EPYC" name has
+    covered machines with and without AVX-512, and results differ), core count and memory,
+    for the env row of a result file."""
+    cpu = _cpuinfo()
+    flags = set(cpu.get("flags", "").split())
+    simd = next((s for s in ("avx512f", "avx2", "sse4_2") if s in flags), "")
+    family, number = cpu.get("cpu family"), cpu.get("model")
+    model = f"{cpu.get('model name', '')} (family {family}, model {number}, {simd})"
     mem = 0
     with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
         mem = int(fh.readline().split()[1]) // 1024
     return {"cpu": model, "ncpu": NCPU, "mem_mib": mem, "python": sys.version.split()[0]}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
