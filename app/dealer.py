@@ -16,7 +16,8 @@ Messages on a worker's socket pair (SOCK_SEQPACKET, so each keeps its bounds):
                          worker is serving and then whenever they change (10 times a
                          second at most, on uvicorn's tick)
 
-A worker that dies is replaced (unless it failed while starting, which would only repeat),
+A worker that dies is replaced, unless it died before serving (an app that does not import
+or start would only fail again: the supervisor stops with uvicorn's start-up failure code),
 and a worker whose supervisor is gone sees its socket pair close and shuts down.
 """
 
@@ -54,6 +55,7 @@ class Worker:
     taken: int = 0
     open: int = 0
     serving: bool = False  # has reported: its app is started, it can take connections
+    served: bool = False  # has ever reported (`serving` ends when it dies)
 
     @property
     def load(self) -> int:
@@ -115,7 +117,7 @@ class Supervisor:
             self._retire(worker)
             return
         worker.taken, worker.open = REPORT.unpack(message)
-        worker.serving = True
+        worker.serving = worker.served = True
         self._listen_while_serving()
 
     def _deal(self) -> None:
@@ -169,11 +171,11 @@ class Supervisor:
                 continue
             worker.process.join()
             self._retire(worker)
-            if worker.process.exitcode == STARTUP_FAILURE:
-                log.error("Worker [%s] failed to start: stopping", worker.process.pid)
+            pid, code = worker.process.pid, worker.process.exitcode
+            if not worker.served:  # a broken app, port or database: a new one would fail too
+                log.error("Worker [%s] failed to start (exit code %s): stopping", pid, code)
                 self.exit_code = STARTUP_FAILURE
                 return
-            pid, code = worker.process.pid, worker.process.exitcode
             log.info("Worker [%s] died (exit code %s): replacing it", pid, code)
             self.workers[index] = self._spawn()
 

@@ -6,15 +6,19 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from uvicorn.config import STARTUP_FAILURE
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
 
+ROOT = Path(__file__).resolve().parents[1]
 TWO_WORKERS = {"WAYPOINT_WORKERS": "2"}
 
 
@@ -110,3 +114,23 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_workers_that_die_before_serving_stop_the_supervisor(tmp_path) -> None:
+    """Not a restart loop: an app whose import crashes (a C extension built for another
+    CPU dies of SIGILL, say) would crash every new worker the same way."""
+    (tmp_path / "crashes_on_import.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    script = (
+        "import sys, uvicorn\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from app.dealer import Supervisor\n"
+        "config = uvicorn.Config('crashes_on_import:app', host='127.0.0.1', port=0, workers=2)\n"
+        "sys.exit(Supervisor(config).run())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == STARTUP_FAILURE, done.stderr[-2000:]
+    assert "failed to start (exit code -9)" in done.stderr
