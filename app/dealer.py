@@ -16,8 +16,8 @@ Messages on a worker's socket pair (SOCK_SEQPACKET, so each keeps its bounds):
                          worker is serving and then whenever they change (10 times a
                          second at most, on uvicorn's tick)
 
-A worker that dies is replaced, unless it died before serving (an app that does not import
-or start would only fail again: the supervisor stops with uvicorn's start-up failure code),
+A worker that dies is replaced, unless its death shows that the app cannot start (then the
+supervisor stops with uvicorn's start-up failure code; see `Supervisor._cannot_start`),
 and a worker whose supervisor is gone sees its socket pair close and shuts down.
 """
 
@@ -30,6 +30,7 @@ import selectors
 import signal
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 
@@ -43,6 +44,7 @@ REPORT = struct.Struct("!QQ")  # connections taken, connections open
 DEAL = b"c"
 ACCEPTS_PER_WAKE = 64  # connections accepted in a row before reports are read again
 CHECK_SECONDS = 0.5  # how often the supervisor looks for dead workers
+START_GRACE_SECONDS = 10.0  # at start, how long to wait for every worker before accepting
 
 
 @dataclass(eq=False)
@@ -76,6 +78,9 @@ class Supervisor:
         self.listening = False
         self.turn = 0  # ties go round the workers, so equal loads still alternate
         self.exit_code: int | None = None
+        self.served = False  # some worker has served since the start
+        self.all_started = False  # every first worker has served, or the grace is over
+        self.grace_ends = time.monotonic() + START_GRACE_SECONDS
 
     def run(self) -> int:
         """Serve until SIGINT or SIGTERM (or a worker that cannot start); the exit code."""
@@ -91,6 +96,7 @@ class Supervisor:
                     else:
                         self._read_report(key.data)
                 self._replace_dead()
+                self._listen_while_serving()
         finally:
             self._stop()
         return self.exit_code
@@ -117,7 +123,7 @@ class Supervisor:
             self._retire(worker)
             return
         worker.taken, worker.open = REPORT.unpack(message)
-        worker.serving = worker.served = True
+        worker.serving = worker.served = self.served = True
         self._listen_while_serving()
 
     def _deal(self) -> None:
@@ -149,8 +155,15 @@ class Supervisor:
         return [w for w in ordered if w.serving]
 
     def _listen_while_serving(self) -> None:
-        """Accept only while some worker serves: until then the kernel queues connects."""
-        serving = any(w.serving for w in self.workers)
+        """Accept only while some worker serves: until then the kernel queues connects.
+
+        At start, wait for every worker (or for the grace to end): the first worker up
+        would otherwise keep every connection made before the others, for good.
+        """
+        if not self.all_started:
+            everyone = all(w.served for w in self.workers)
+            self.all_started = everyone or time.monotonic() > self.grace_ends
+        serving = self.all_started and any(w.serving for w in self.workers)
         if serving and not self.listening:
             self.selector.register(self.listener, selectors.EVENT_READ, None)
         elif self.listening and not serving:
@@ -172,12 +185,24 @@ class Supervisor:
             worker.process.join()
             self._retire(worker)
             pid, code = worker.process.pid, worker.process.exitcode
-            if not worker.served:  # a broken app, port or database: a new one would fail too
+            if self._cannot_start(worker):
                 log.error("Worker [%s] failed to start (exit code %s): stopping", pid, code)
                 self.exit_code = STARTUP_FAILURE
                 return
             log.info("Worker [%s] died (exit code %s): replacing it", pid, code)
             self.workers[index] = self._spawn()
+
+    def _cannot_start(self, dead: Worker) -> bool:
+        """Whether a dead worker shows the app cannot start, so a new one would die too.
+
+        It does if it died of uvicorn's start-up failure, or before serving while no
+        worker ever has: an app that does not import, or a C extension that crashes on this
+        CPU, kills every worker so, with whatever exit code. A worker killed while starting
+        next to one that serves is only replaced.
+        """
+        if dead.served:
+            return False
+        return dead.process.exitcode == STARTUP_FAILURE or not self.served
 
     def _stop(self) -> None:
         """Stop accepting, then stop the workers: each finishes what it is answering."""
