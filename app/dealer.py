@@ -106,6 +106,7 @@ class Supervisor:
 
     def _spawn(self) -> Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
         target = functools.partial(run_worker, self.config)
         process = get_subprocess(self.config, target, [theirs])
         process.start()
@@ -117,6 +118,8 @@ class Supervisor:
     def _read_report(self, worker: Worker) -> None:
         try:
             message = worker.channel.recv(REPORT.size)
+        except BlockingIOError:
+            return
         except OSError:
             message = b""
         if len(message) != REPORT.size:  # closed: the worker is gone or going
@@ -136,11 +139,16 @@ class Supervisor:
                 self._hand_over(connection)
 
     def _hand_over(self, connection: socket.socket) -> None:
-        """Send the connection to the least loaded serving worker (closed if there is none)."""
-        while candidates := self._serving():
-            worker = min(candidates, key=lambda w: w.load)
+        """Send the connection to the least loaded serving worker (closed if none takes it).
+
+        The sockets to the workers do not block: a worker too busy to read what it was
+        sent is passed over rather than holding up every connection behind it.
+        """
+        for worker in sorted(self._serving(), key=lambda w: w.load):  # ties: turn order
             try:
                 socket.send_fds(worker.channel, [DEAL], [connection.fileno()])
+            except BlockingIOError:
+                continue
             except OSError:  # its end is closed: it died since its last report
                 self._retire(worker)
                 continue

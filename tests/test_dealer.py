@@ -134,3 +134,21 @@ def test_workers_that_die_before_serving_stop_the_supervisor(tmp_path) -> None:
     )
     assert done.returncode == STARTUP_FAILURE, done.stderr[-2000:]
     assert "failed to start (exit code -9)" in done.stderr
+
+
+def test_a_stuck_worker_does_not_hold_up_connections_to_the_others(server_factory) -> None:
+    """A stopped worker's socket pair fills up; the supervisor must not block on it."""
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    stuck, _ = workers_of(server.process.pid)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        # Twice as many connections as the stuck worker's socket pair holds (a few hundred
+        # file descriptors in flight: 278 here), dealt about half to each worker.
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(700)]
+        answered = httpx.get(f"{server.url}/healthz", timeout=10)
+        assert answered.status_code == 200
+        for client in idle:
+            client.close()
+    finally:
+        os.kill(stuck, signal.SIGCONT)
