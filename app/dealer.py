@@ -12,9 +12,16 @@ flow between client and worker directly.
 
 Messages on a worker's socket pair (SOCK_SEQPACKET, so each keeps its bounds):
   supervisor -> worker   one byte and one file descriptor: a connection to serve
-  worker -> supervisor   `REPORT`: connections taken so far and open now, sent once the
-                         worker is serving and then whenever they change (10 times a
-                         second at most, on uvicorn's tick)
+  worker -> supervisor   `REPORT`: connections taken so far, open now, and whether the
+                         app is ready (`set_readiness`), sent once the worker is serving
+                         and then whenever they change (10 times a second at most, on
+                         uvicorn's tick)
+
+Ready workers are dealt to first: a worker that was just started (or replaced) serves, but
+is still loading its segments; connections dealt to it would get 503s or slow exact scans
+while a sibling is ready. Once ready, a worker stays so for dealing: after every write it
+is briefly "not ready" while its graph takes the new rows, and keep-alive connections
+dealt by such blips would stay skewed.
 
 A worker that dies is replaced, unless its death shows that the app cannot start (then the
 supervisor stops with uvicorn's start-up failure code; see `Supervisor._cannot_start`),
@@ -31,6 +38,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 
@@ -40,7 +48,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 log = logging.getLogger("uvicorn.error")
 
-REPORT = struct.Struct("!QQ")  # connections taken, connections open
+REPORT = struct.Struct("!QQ?")  # connections taken, connections open, app ready
 DEAL = b"c"
 ACCEPTS_PER_WAKE = 64  # connections accepted in a row before reports are read again
 CHECK_SECONDS = 0.5  # how often the supervisor looks for dead workers
@@ -57,6 +65,7 @@ class Worker:
     taken: int = 0
     open: int = 0
     serving: bool = False  # has reported: its app is started, it can take connections
+    ready: bool = False  # its app has said it is ready (segments loaded, graphs built)
     served: bool = False  # has ever reported (`serving` ends when it dies)
 
     @property
@@ -125,7 +134,8 @@ class Supervisor:
         if len(message) != REPORT.size:  # closed: the worker is gone or going
             self._retire(worker)
             return
-        worker.taken, worker.open = REPORT.unpack(message)
+        worker.taken, worker.open, ready = REPORT.unpack(message)
+        worker.ready = worker.ready or ready  # started up: later dips (indexing writes) pass
         worker.serving = worker.served = self.served = True
         self._listen_while_serving()
 
@@ -139,12 +149,14 @@ class Supervisor:
                 self._hand_over(connection)
 
     def _hand_over(self, connection: socket.socket) -> None:
-        """Send the connection to the least loaded serving worker (closed if none takes it).
+        """Send the connection to the least loaded ready worker, else to the least loaded
+        serving one (closed if none takes it).
 
         The sockets to the workers do not block: a worker too busy to read what it was
         sent is passed over rather than holding up every connection behind it.
         """
-        for worker in sorted(self._serving(), key=lambda w: w.load):  # ties: turn order
+        by_readiness_and_load = sorted(self._serving(), key=lambda w: (not w.ready, w.load))
+        for worker in by_readiness_and_load:  # ties stay in turn order
             try:
                 socket.send_fds(worker.channel, [DEAL], [connection.fileno()])
             except BlockingIOError:
@@ -228,6 +240,20 @@ class Supervisor:
         log.info("Stopped parent process")
 
 
+def _always_ready() -> bool:
+    return True
+
+
+_readiness: Callable[[], bool] = _always_ready
+
+
+def set_readiness(check: Callable[[], bool]) -> None:
+    """How this worker's app tells whether it is ready; the supervisor deals to ready
+    workers first. Harmless where no supervisor deals (one worker: nothing reads it)."""
+    global _readiness
+    _readiness = check
+
+
 def run_worker(config: uvicorn.Config, sockets: list[socket.socket]) -> None:
     """A worker process's target: a uvicorn server fed by the supervisor's socket pair."""
     DealtServer(config, sockets[0]).run()
@@ -240,7 +266,7 @@ class DealtServer(uvicorn.Server):
         super().__init__(config)
         self.channel = channel
         self.taken = 0
-        self.reported: tuple[int, int] | None = None
+        self.reported: tuple[int, int, bool] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listening socket
@@ -286,7 +312,7 @@ class DealtServer(uvicorn.Server):
 
     def _report(self) -> None:
         """Tell the supervisor how many connections this worker holds, when that changed."""
-        state = (self.taken, len(self.server_state.connections))
+        state = (self.taken, len(self.server_state.connections), _readiness())
         if state == self.reported or self.should_exit:
             return
         try:

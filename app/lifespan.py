@@ -13,6 +13,7 @@ from app.affinity import pin_worker
 from app.db.database import Database
 from app.db.engine import start_embedded_postgres
 from app.db.migrate import upgrade_async
+from app.dealer import set_readiness
 from app.services.container import Services
 from app.settings import Settings
 
@@ -38,6 +39,7 @@ async def services_lifespan(app: Litestar) -> AsyncIterator[None]:
     services = Services(settings, Database(url))
     await services.start()
     app.state.services = services
+    set_readiness(lambda: services.ready)
     background = asyncio.create_task(services.run_background(), name="segments")
     background.add_done_callback(_log_failure)
     try:

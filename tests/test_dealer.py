@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from uvicorn.config import STARTUP_FAILURE
 
@@ -73,6 +74,9 @@ def test_connections_spread_evenly_and_refill_the_emptier_worker(server_factory)
     server = server_factory(TWO_WORKERS)
     assert server.process is not None
     supervisor, port = server.process.pid, server.port
+    # Ready workers are dealt to first: wait until both have loaded (and reported it).
+    wait_for(lambda: server.log_path.read_text().count("loaded 0 vectors") == 2)
+    time.sleep(0.5)
     clients = [connect(port) for _ in range(8)]
     assert split(supervisor, port) == [4, 4]
 
@@ -152,3 +156,45 @@ def test_a_stuck_worker_does_not_hold_up_connections_to_the_others(server_factor
             client.close()
     finally:
         os.kill(stuck, signal.SIGCONT)
+
+
+def test_a_replacement_worker_gets_no_connections_until_it_is_ready(server_factory) -> None:
+    """A new worker serves before it has loaded its segments and built their graphs;
+    connections dealt to it meanwhile would wait and get 503 while its sibling is ready."""
+    server = server_factory({**TWO_WORKERS, "WAYPOINT_EXACT_THRESHOLD": "1000"})
+    assert server.process is not None
+    name = "dealt_readiness"
+    created = httpx.put(
+        f"{server.url}/collections/{name}", json={"vectors": {"size": 64, "distance": "Dot"}}
+    )
+    assert created.status_code == 200
+    vectors = np.random.default_rng(5).normal(size=(40_000, 64)).astype(np.float32)
+    for start in range(0, len(vectors), 4000):
+        batch = {
+            "ids": list(range(start, start + 4000)),
+            "vectors": vectors[start : start + 4000].tolist(),
+        }
+        put = httpx.put(
+            f"{server.url}/collections/{name}/points?wait=true", json={"batch": batch}, timeout=60
+        )
+        assert put.status_code == 200
+    workers = workers_of(server.process.pid)
+    wait_for(lambda: all(_idle(pid) for pid in workers), timeout=60)  # both graphs built
+    first = workers[0]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 8  # the replacement starts, loads and builds meanwhile
+    while time.monotonic() < deadline:
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    assert first not in workers_of(server.process.pid)
+
+
+def _idle(pid: int, seconds: float = 0.5) -> bool:
+    """The process used no CPU for `seconds` (a worker has built its graphs)."""
+    before = _cpu_ticks(pid)
+    time.sleep(seconds)
+    return _cpu_ticks(pid) - before <= 1
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
