@@ -25,6 +25,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -678,6 +679,86 @@ class _HttpClient:
 
 
 # ----------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
+# The service under test, as a user runs it
+
+
+@contextlib.contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    """A new, empty ``waypoint_bench_<hex>`` database on ``server`` (a PostgreSQL URL without
+    a database name), dropped afterwards even while still in use; yields its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"waypoint_bench_{uuid.uuid4().hex[:12]}"
+    admin = f"{server.rstrip('/')}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{server.rstrip('/')}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass
+class ServedApp:
+    url: str
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def serving(
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/healthz",
+    timeout: float = 120.0,
+) -> Iterator[ServedApp]:
+    """``python -m app serve`` on a free local port, until ``ready_path`` answers 200.
+
+    Its output goes to ``log_path``. On exit it gets SIGINT, as from a terminal (SIGKILL
+    after 20 s).
+    """
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    full_env = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log_fh:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=full_env, stdout=log_fh, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"service exited with {proc.returncode}; see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service not up after {timeout:.0f} s; see {log_path}")
+            time.sleep(0.2)
+        yield ServedApp(url, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def machine_info() -> dict:
     """CPU model (with family, model number and widest SIMD: the same "AMD EPYC" name has
     covered machines with and without AVX-512, and results differ), core count and memory,

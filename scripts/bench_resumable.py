@@ -19,12 +19,9 @@ For each dataset (synth-100k, wordnet-minilm) and a sample of queries, one run m
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +35,8 @@ from bench_common import (
     find_dataset,
     load_dataset,
     markdown_table,
+    scratch_database,
+    serving,
     shared_dir,
 )
 from bench_search import REPO, log, setup_pgvector, wait_green
@@ -45,6 +44,7 @@ from bench_search import REPO, log, setup_pgvector, wait_green
 PAGE = 10
 DEPTHS = (1, 10, 100, 1000)
 SELECTIVITY = {"50%": ("c10", [0, 1, 2, 3, 4]), "10%": ("c10", [3]), "1%": ("c100", [7])}
+READY = {"ready_path": "/readyz", "timeout": 600.0}  # a service is used once it has loaded
 
 
 def exact_order(ds: Dataset, q: np.ndarray, limit: int) -> np.ndarray:
@@ -55,50 +55,6 @@ def exact_order(ds: Dataset, q: np.ndarray, limit: int) -> np.ndarray:
     else:
         keys = np.einsum("ij,ij->i", base, base) - 2 * (base @ q)
     return np.argsort(keys, kind="stable")[:limit]
-
-
-class Server:
-    """`python -m app serve` on a given database, stopped on exit."""
-
-    def __init__(self, database_url: str, env: dict[str, str], log_path: Path) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        full = {**os.environ, "DATABASE_URL": database_url, **env}
-        cmd = [
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        with log_path.open("w") as fh:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=full, stdout=fh, stderr=subprocess.STDOUT
-            )
-
-    def __enter__(self) -> Server:
-        import httpx
-
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("service did not become ready")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 def upload(http, coll: str, ds: Dataset) -> None:
@@ -167,15 +123,10 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
     import psycopg
 
     coll = "resumable_" + re.sub(r"\W", "_", ds.name)
-    db = f"waypoint_bench_{uuid.uuid4().hex[:12]}"
-    admin = f"{args.service_db}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    url = f"{args.service_db}/{db}"
     out_dir = args.out.parent
-    try:
+    with scratch_database(args.service_db) as url:
         with (
-            Server(url, {}, out_dir / f"resumable-{ds.name}.log") as warm,
+            serving(url, out_dir / f"resumable-{ds.name}.log", **READY) as warm,
             httpx.Client(base_url=warm.url, timeout=600) as http,
             psycopg.connect(url, autocommit=True) as sql,
         ):
@@ -224,8 +175,11 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
                     server_ms=round(float(np.median(ms)), 3),
                 )
             with (
-                Server(
-                    url, {"WAYPOINT_SESSION_CACHE": "0"}, out_dir / f"resumable-cold-{ds.name}.log"
+                serving(
+                    url,
+                    out_dir / f"resumable-cold-{ds.name}.log",
+                    env={"WAYPOINT_SESSION_CACHE": "0"},
+                    **READY,
                 ) as cold,
                 httpx.Client(base_url=cold.url, timeout=600) as cold_http,
             ):
@@ -241,9 +195,6 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
                 enumerate_filtered(http, sql, ds, coll, name, key, values, args, rep)
         if pg_dsn:
             bench_pg_offset(ds, pg_dsn, args, rep)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def enumerate_filtered(http, sql, ds, coll, name, key, values, args, rep) -> None:

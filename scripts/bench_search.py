@@ -33,16 +33,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +65,8 @@ from bench_common import (
     pids_listening_on,
     recall_at,
     run_clients,
+    scratch_database,
+    serving,
     shared_dir,
 )
 
@@ -556,69 +554,24 @@ def started_service(args: argparse.Namespace, tag: str) -> Iterator[Service]:
         port = url_port(args.service_url)
         yield Service(args.service_url.rstrip("/"), pids_listening_on(port) if port else [])
         return
-    import httpx
     import psycopg
 
-    db = f"waypoint_bench_{uuid.uuid4().hex[:12]}"
-    admin = f"{args.service_db.rstrip('/')}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-        db_postmaster = parent_pid(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     data_dir = Path(tempfile.mkdtemp(prefix="waypoint-bench-"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"{args.service_db.rstrip('/')}/{db}",
-        "WAYPOINT_DATA_DIR": str(data_dir),
-    }
-    log_path = args.out.parent / f"service-{tag}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "app",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(getattr(args, "service_workers", 1)),
-    ]
+    env = {"WAYPOINT_DATA_DIR": str(data_dir)}
     env.update(dict(item.split("=", 1) for item in getattr(args, "service_env", []) or []))
-    log(f"starting service: {' '.join(cmd)} (db {db}, log {log_path})")
-    with log_path.open("w") as log_fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log_path = args.out.parent / f"service-{tag}.log"
+    workers = getattr(args, "service_workers", 1)
     try:
-        deadline = time.monotonic() + min(args.ready_timeout, 120)
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service not healthy after 120 s; see {log_path}")
-            time.sleep(0.2)
-        yield Service(url, [proc.pid] + ([db_postmaster] if db_postmaster else []))
+        with scratch_database(args.service_db) as db_url:
+            with psycopg.connect(db_url) as conn:
+                db_postmaster = parent_pid(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+            log(f"starting service: {workers} worker(s) on {db_url} (log {log_path})")
+            timeout = min(args.ready_timeout, 120)
+            with serving(db_url, log_path, workers=workers, env=env, timeout=timeout) as app:
+                pids = [app.process.pid] + ([db_postmaster] if db_postmaster else [])
+                yield Service(app.url, pids)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def url_port(url: str) -> int | None:
