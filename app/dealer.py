@@ -270,6 +270,12 @@ class DealtServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listening socket
+        self.protocol = functools.partial(  # as uvicorn builds it for its own listener
+            self.config.http_protocol_class,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._receive, loop)
@@ -290,14 +296,8 @@ class DealtServer(uvicorn.Server):
 
     async def _take(self, loop: asyncio.AbstractEventLoop, connection: socket.socket) -> None:
         """Serve a dealt connection as uvicorn serves one its own listener accepted."""
-        protocol = functools.partial(
-            self.config.http_protocol_class,
-            config=self.config,
-            server_state=self.server_state,
-            app_state=self.lifespan.state,
-        )
         try:
-            await loop.connect_accepted_socket(protocol, connection)
+            await loop.connect_accepted_socket(self.protocol, connection)
         except OSError:  # the client left before we took it
             connection.close()
         self.taken += 1
