@@ -213,3 +213,18 @@ def test_scores_over_row_chunks_equal_the_scores_of_the_gathered_rows(
 
     chunked, gathered = scoring.over_rows(keys, data, rows), keys(data[rows])
     np.testing.assert_allclose(chunked, gathered, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("distance", list(Distance))
+def test_exact_scores_do_not_depend_on_the_batch(distance: Distance) -> None:
+    """A row's Qdrant score has the same bits whichever rows are scored with it, so the
+    graph and the exact path (or two pages) never disagree in the last digit."""
+    rng = np.random.default_rng(12)
+    data = scoring.prepare(clustered(3000, 384, seed=12), distance)
+    query = scoring.prepare(clustered(1, 384, seed=13)[0], distance)
+    every = scoring.exact_scores(data, query, distance)
+    for _ in range(50):
+        rows = rng.choice(3000, int(rng.integers(1, 80)), replace=False)
+        np.testing.assert_array_equal(
+            scoring.exact_scores(data[rows], query, distance), every[rows]
+        )

@@ -61,12 +61,17 @@ def exact_scores(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> n
     Cosine re-normalises in float64: vectors normalised in float32 are off unit length by
     ~1e-7, enough to make two identical directions score 0.99999994 instead of 1 (Upstash
     clients expect exactly 1 after float32 rounding).
+
+    Products use `np.einsum`, not BLAS: `rows @ q` may round a row differently depending on
+    how many rows the batch has and where the row sits in it (OpenBLAS's AVX-512 kernels do),
+    so the same point would score differently on the graph and the exact path, or on two
+    pages. einsum gives a row the same bits in any batch.
     """
     rows = matrix.astype(np.float64)
     q = query.astype(np.float64)
     if distance is Distance.EUCLID:
         return np.sqrt(((rows - q) ** 2).sum(axis=1))
-    products = rows @ q
+    products = np.einsum("ij,j->i", rows, q)
     if distance is Distance.COSINE:
         norms = np.sqrt(np.einsum("ij,ij->i", rows, rows) * float(q @ q))
         products /= np.maximum(norms, TINY)  # a zero vector scores 0 (0 / tiny)
