@@ -587,7 +587,9 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
 
     coll = service_collection(ds)
     with httpx.Client(base_url=svc.url, timeout=600) as http:
-        info = reusable_collection(http, coll, ds) if args.service_reuse else None
+        info = None
+        if args.service_reuse:
+            info = reusable_collection(http, coll, ds, args.ready_timeout)
         if info is None:
             info = upload_collection(http, coll, ds, args, rep, CpuMeter(svc.server_pids))
         else:
@@ -632,19 +634,23 @@ def bench_service(ds: Dataset, args: argparse.Namespace, rep: JsonlWriter, svc: 
             )
 
 
-def reusable_collection(http: Any, coll: str, ds: Dataset) -> dict | None:
-    """Info of an existing green collection with all of the dataset's points, else None."""
+def reusable_collection(http: Any, coll: str, ds: Dataset, timeout: float) -> dict | None:
+    """Info of an existing collection with all of the dataset's points, once green, else None.
+
+    A service that has just started is still loading its segments and building their
+    graphs (yellow): wait for that instead of taking the collection for a stale one.
+    """
+    deadline = time.monotonic() + timeout
+    while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
     r = http.get(f"/collections/{coll}")
     if r.status_code != 200:
         return None
     info = r.json().get("result") or {}
     vec = ((info.get("config") or {}).get("params") or {}).get("vectors") or {}
-    ok = (
-        info.get("status") == "green"
-        and info.get("points_count") == len(ds.base)
-        and vec.get("size") in (None, ds.dim)
-    )
-    return info if ok else None
+    if info.get("points_count") != len(ds.base) or vec.get("size") not in (None, ds.dim):
+        return None
+    return info if info.get("status") == "green" else wait_green(http, coll, timeout)
 
 
 def upload_collection(
