@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -57,14 +59,25 @@ def serve(args: argparse.Namespace) -> None:
         sys.exit(0 if server.started else STARTUP_FAILURE)
     from app.dealer import Supervisor
 
+    counters = _share_counters()
     try:
         exit_code = Supervisor(config).run()
     finally:
+        shutil.rmtree(counters, ignore_errors=True)
         if pinning:
             from app.affinity import forget_workers
 
             forget_workers()
     sys.exit(exit_code)
+
+
+def _share_counters() -> str:
+    """A fresh folder for the workers' counters (`app.services.counters`), in their env."""
+    from app.services.sync import shared_memory_dir
+
+    folder = tempfile.mkdtemp(prefix="waypoint-counters-", dir=shared_memory_dir())
+    os.environ["WAYPOINT_COUNTERS_DIR"] = folder
+    return folder
 
 
 def _pins_workers(args: argparse.Namespace) -> bool:

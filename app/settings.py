@@ -42,6 +42,7 @@ class Settings:
     reap_interval: float = 30.0  # seconds between sweeps for idle resumable queries
     session_cache: int = 1024  # live resumable engines kept per worker (0: always from the row)
     pin_workers: bool = False  # each worker process on a CPU of its own (app.affinity)
+    counters_dir: Path | None = None  # where the workers of one server keep their counters
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,4 +64,5 @@ class Settings:
             reap_interval=float(_env("WAYPOINT_REAP_INTERVAL", "30") or 30),
             session_cache=int(_env("WAYPOINT_SESSION_CACHE", "1024") or 1024),
             pin_workers=env_flag("WAYPOINT_PIN_WORKERS"),
+            counters_dir=Path(d) if (d := _env("WAYPOINT_COUNTERS_DIR")) else None,
         )

@@ -6,6 +6,7 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from app.api.auth import PUBLIC
+from app.services import search, sessions
 
 
 @get("/healthz", sync_to_thread=False, opt=PUBLIC, tags=["system"])
@@ -21,32 +22,40 @@ def readyz(state: State) -> Response:
     return Response({"status": "loading"}, status_code=503)
 
 
+# (Counters family, metric, label, help) of what `/metrics` reports.
+METRICS = [
+    (
+        search.PLANS,
+        "waypoint_search_plans_total",
+        "plan",
+        "Searches by plan (exact, hnsw; -filtered: matches listed first, -postfiltered: "
+        "results confirmed after).",
+    ),
+    (
+        search.FILTER_SOURCES,
+        "waypoint_filter_candidates_total",
+        "source",
+        "Filtered searches by where their candidates came from (memory: payload columns, "
+        "sql, cached).",
+    ),
+    (
+        sessions.MODES,
+        "waypoint_resumable_sessions_total",
+        "mode",
+        "Resumable queries started, by engine mode.",
+    ),
+]
+
+
 @get("/metrics", sync_to_thread=False, opt=PUBLIC, tags=["system"], media_type="text/plain")
 def metrics(state: State) -> str:
-    """Prometheus text: search plans chosen and resumable-query modes, since start-up."""
+    """Prometheus text: counts since start-up, of every worker of this server."""
     services = getattr(state, "services", None)
     if services is None:
         return ""
-    lines = [
-        "# HELP waypoint_search_plans_total Searches by plan (exact, hnsw; -filtered: "
-        "matches listed first, -postfiltered: results confirmed after).",
-        "# TYPE waypoint_search_plans_total counter",
-        *(
-            f'waypoint_search_plans_total{{plan="{plan}"}} {count}'
-            for plan, count in sorted(services.search.plan_counts.items())
-        ),
-        "# HELP waypoint_filter_candidates_total Filtered searches by where their candidates "
-        "came from (memory: payload columns, sql, cached).",
-        "# TYPE waypoint_filter_candidates_total counter",
-        *(
-            f'waypoint_filter_candidates_total{{source="{source}"}} {count}'
-            for source, count in sorted(services.search.filter_sources.items())
-        ),
-        "# HELP waypoint_resumable_sessions_total Resumable queries started, by engine mode.",
-        "# TYPE waypoint_resumable_sessions_total counter",
-        *(
-            f'waypoint_resumable_sessions_total{{mode="{mode}"}} {count}'
-            for mode, count in sorted(services.sessions.plans.items())
-        ),
-    ]
+    lines = []
+    for family, metric, label, description in METRICS:
+        lines += [f"# HELP {metric} {description}", f"# TYPE {metric} counter"]
+        counts = services.counters.totals(family)
+        lines += [f'{metric}{{{label}="{key}"}} {count}' for key, count in counts.items()]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from app.models import VectorParams
 from app.services.catalog import Catalog
 from app.services.collections import CollectionService
 from app.services.columns import ColumnKeeper
+from app.services.counters import Counters
 from app.services.cpu import CpuPool
 from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
@@ -37,6 +38,7 @@ class Services:
         self.catalog = Catalog()
         self.registry = IndexRegistry(settings.exact_threshold, settings.build_threads)
         self.cpu = CpuPool(settings.search_threads)
+        self.counters = Counters(settings.counters_dir)
         self.columns = ColumnKeeper(db, self.catalog, self.registry, self.cpu)
         signal = ChangeSignal(db.url, settings.signal_dir)
         self.feed = ChangeFeed(db, self.catalog, self.registry, self.cpu, signal, self.columns)
@@ -44,7 +46,7 @@ class Services:
             db, self.catalog, self.registry, self.feed.committed, self.feed.lock
         )
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
-        self.search = SearchService(self.points)
+        self.search = SearchService(self.points, self.counters)
         self.payload_indexes = PayloadIndexService(
             db, self.catalog, self.feed.committed, self.columns
         )
@@ -53,6 +55,7 @@ class Services:
             self.catalog,
             self.registry,
             self.cpu,
+            self.counters,
             exact_threshold=settings.exact_threshold,
             max_sessions=settings.max_sessions,
             max_sessions_per_key=settings.max_sessions_per_key,
@@ -142,3 +145,4 @@ class Services:
         await asyncio.to_thread(self.cpu.shutdown)
         await self.db.dispose()
         self.feed.signal.close()
+        self.counters.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from app.index.recommend import RecoScorer, Strategy
 from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId
 from app.services import recommend
+from app.services.counters import Counters
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import Candidates, FilterPlanner
 from app.services.points import (
@@ -30,6 +30,9 @@ from app.services.points import (
     parse_point_id,
 )
 from app.services.recommend import Recommend
+
+PLANS = "search_plans"  # `Counters` families
+FILTER_SOURCES = "filter_candidates"
 
 
 @dataclass(slots=True)
@@ -76,15 +79,14 @@ class Target:
 
 
 class SearchService:
-    def __init__(self, points: PointService) -> None:
+    def __init__(self, points: PointService, counters: Counters) -> None:
         self.points = points
         self.catalog = points.catalog
         self.registry = points.registry
         self.cpu = points.cpu
         self.db = points.db
         self.planner = FilterPlanner(points.db, points.registry, points.cpu)
-        self.plan_counts: Counter[str] = Counter()
-        self.filter_sources: Counter[str] = Counter()  # where filtered searches found candidates
+        self.counters = counters  # plans chosen, where filtered searches found candidates
 
     async def search(self, name: str, request: SearchRequest, namespace: str = "") -> SearchResult:
         collection = self.catalog.get(name)
@@ -114,7 +116,7 @@ class SearchService:
         detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
         await self._attach(collection, namespace_id, records, request)
-        self.plan_counts[plan] += 1
+        self.counters.add(PLANS, plan)
         return SearchResult(records, hits.plan, detail)
 
     async def search_batch(
@@ -163,7 +165,7 @@ class SearchService:
         """Hits that match the filter, as the planner advises, with the plan and its detail."""
         may_sample = target.vector is not None  # a recommend scorer needs the listed rows
         found = await self.planner.candidates(namespace_id, segment, request.filter, may_sample)
-        self.filter_sources[found.source] += 1
+        self.counters.add(FILTER_SOURCES, found.source)
         detail: dict[str, Any] = {
             "candidates": found.estimate,
             "filter": found.source,
@@ -250,7 +252,7 @@ class SearchService:
         records = records[request.offset :]
         for record in records:
             record.score = 1.0
-        self.plan_counts["scroll"] += 1
+        self.counters.add(PLANS, "scroll")
         return SearchResult(records, "scroll")
 
     @staticmethod

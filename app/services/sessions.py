@@ -40,6 +40,7 @@ from app.index.resumable import ResumableQuery, StateError, StateMismatch
 from app.index.segment import Segment
 from app.models import Collection, PointId
 from app.services.catalog import Catalog
+from app.services.counters import Counters
 from app.services.cpu import CpuPool
 from app.services.filtering import FilterGate, no_gate
 from app.services.payloads import PayloadSelector, VectorSelector
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_IDLE_LIMIT = 7 * 24 * 3600
 MAX_PAGE = 10_000
+MODES = "resumable_sessions"  # the `Counters` family of sessions started, by engine mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class SessionService:
         catalog: Catalog,
         registry: IndexRegistry,
         cpu: CpuPool,
+        counters: Counters,
         *,
         exact_threshold: int,
         max_sessions: int,
@@ -164,7 +167,9 @@ class SessionService:
         self.max_sessions_per_key = max_sessions_per_key
         self.cache_size = cache_size
         self._live: OrderedDict[uuid.UUID, LiveQuery] = OrderedDict()
-        self.plans: dict[str, int] = {"exact": 0, "graph": 0}
+        self.counters = counters  # sessions started, by engine mode
+        for mode in ("exact", "graph"):
+            counters.add(MODES, mode, 0)
 
     # ------------------------------------------------------------------- start
 
@@ -210,7 +215,7 @@ class SessionService:
                     "expires_at": now + timedelta(seconds=max_idle),
                 },
             )
-        self.plans[live.engine.mode] = self.plans.get(live.engine.mode, 0) + 1
+        self.counters.add(MODES, live.engine.mode)
         self._remember(session_id, live)
         return str(session_id), records
 

@@ -41,7 +41,7 @@ class ChangeSignal:
     """A write generation counter shared by every process on this host using one database."""
 
     def __init__(self, database_key: str, folder: Path | None = None) -> None:
-        folder = folder or _default_signal_dir()
+        folder = folder or shared_memory_dir()
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(database_key.encode()).hexdigest()[:20]
         self.path = folder / f"waypoint-{digest}.gen"
@@ -69,7 +69,8 @@ class ChangeSignal:
         os.close(self._fd)
 
 
-def _default_signal_dir() -> Path:
+def shared_memory_dir() -> Path:
+    """Where processes of this host share small files: memory-backed when possible."""
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
