@@ -15,7 +15,7 @@ Messages on a worker's socket pair (SOCK_SEQPACKET, so each keeps its bounds):
   worker -> supervisor   `REPORT`: connections taken so far, open now, and whether the
                          app is ready (`set_readiness`), sent once the worker is serving
                          and then whenever they change (10 times a second at most, on
-                         uvicorn's tick)
+                         uvicorn's tick), and every `HEARTBEAT_SECONDS` regardless
 
 Ready workers are dealt to first: a worker that was just started (or replaced) serves, but
 is still loading its segments; connections dealt to it would get 503s or slow exact scans
@@ -23,7 +23,10 @@ while a sibling is ready. Once ready, a worker stays so for dealing: after every
 is briefly "not ready" while its graph takes the new rows, and keep-alive connections
 dealt by such blips would stay skewed.
 
-A worker that dies is replaced, unless its death shows that the app cannot start (then the
+A worker that sends no report for uvicorn's `timeout_worker_healthcheck` (5 s) is hung: its
+event loop, whose tick sends the reports, no longer runs, and every connection dealt to it
+would wait forever. It is killed, and replaced as a dead one. A worker that dies is
+replaced, unless its death shows that the app cannot start (then the
 supervisor stops with uvicorn's start-up failure code; see `Supervisor._cannot_start`),
 and a worker whose supervisor is gone sees its socket pair close and shuts down.
 """
@@ -51,7 +54,8 @@ log = logging.getLogger("uvicorn.error")
 REPORT = struct.Struct("!QQ?")  # connections taken, connections open, app ready
 DEAL = b"c"
 ACCEPTS_PER_WAKE = 64  # connections accepted in a row before reports are read again
-CHECK_SECONDS = 0.5  # how often the supervisor looks for dead workers
+CHECK_SECONDS = 0.5  # how often the supervisor looks for dead and hung workers
+HEARTBEAT_SECONDS = 1.0  # a serving worker reports at least this often
 START_GRACE_SECONDS = 10.0  # at start, how long to wait for every worker before accepting
 
 
@@ -67,6 +71,7 @@ class Worker:
     serving: bool = False  # has reported: its app is started, it can take connections
     ready: bool = False  # its app has said it is ready (segments loaded, graphs built)
     served: bool = False  # has ever reported (`serving` ends when it dies)
+    heard_at: float = 0.0  # time.monotonic() of its last report
 
     @property
     def load(self) -> int:
@@ -104,6 +109,7 @@ class Supervisor:
                         self._deal()
                     else:
                         self._read_report(key.data)
+                self._kill_hung()
                 self._replace_dead()
                 self._listen_while_serving()
         finally:
@@ -135,6 +141,7 @@ class Supervisor:
             self._retire(worker)
             return
         worker.taken, worker.open, ready = REPORT.unpack(message)
+        worker.heard_at = time.monotonic()
         worker.ready = worker.ready or ready  # started up: later dips (indexing writes) pass
         worker.serving = worker.served = self.served = True
         self._listen_while_serving()
@@ -197,6 +204,18 @@ class Supervisor:
             worker.channel.close()
         worker.serving = False
         self._listen_while_serving()
+
+    def _kill_hung(self) -> None:
+        """Kill serving workers that stopped reporting; `_replace_dead` replaces them."""
+        now = time.monotonic()
+        for worker in self.workers:
+            silent = now - worker.heard_at
+            if worker.serving and silent > self.config.timeout_worker_healthcheck:
+                log.error(
+                    "Worker [%s] sent no report for %.1f s: killing it", worker.process.pid, silent
+                )
+                self._retire(worker)
+                worker.process.kill()
 
     def _replace_dead(self) -> None:
         for index, worker in enumerate(self.workers):
@@ -267,6 +286,7 @@ class DealtServer(uvicorn.Server):
         self.channel = channel
         self.taken = 0
         self.reported: tuple[int, int, bool] | None = None
+        self.reported_at = 0.0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listening socket
@@ -311,9 +331,11 @@ class DealtServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def _report(self) -> None:
-        """Tell the supervisor how many connections this worker holds, when that changed."""
+        """Tell the supervisor how many connections this worker holds, when that changed,
+        and that this worker is alive, every `HEARTBEAT_SECONDS`."""
         state = (self.taken, len(self.server_state.connections), _readiness())
-        if state == self.reported or self.should_exit:
+        due = time.monotonic() - self.reported_at >= HEARTBEAT_SECONDS
+        if (state == self.reported and not due) or self.should_exit:
             return
         try:
             self.channel.send(REPORT.pack(*state))
@@ -322,4 +344,4 @@ class DealtServer(uvicorn.Server):
         except OSError:
             self.should_exit = True
             return
-        self.reported = state
+        self.reported, self.reported_at = state, time.monotonic()

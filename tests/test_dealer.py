@@ -155,7 +155,29 @@ def test_a_stuck_worker_does_not_hold_up_connections_to_the_others(server_factor
         for client in idle:
             client.close()
     finally:
-        os.kill(stuck, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # killed as hung meanwhile
+            os.kill(stuck, signal.SIGCONT)
+
+
+def test_a_hung_worker_is_killed_and_replaced(server_factory) -> None:
+    """A worker whose event loop no longer runs (here: stopped) sends no more reports;
+    after uvicorn's worker health-check timeout (5 s) the supervisor kills it and starts
+    another, instead of dealing connections to it for ever."""
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    supervisor = server.process.pid
+    wait_for(lambda: server.log_path.read_text().count(" vectors in ") == 2)  # both serve
+    hung, healthy = workers_of(supervisor)
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        wait_for(lambda: hung not in workers_of(supervisor) and len(workers_of(supervisor)) == 2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    assert healthy in workers_of(supervisor)
+    assert f"Worker [{hung}] sent no report" in server.log_path.read_text()
+    server.wait_ready()
+    assert httpx.get(f"{server.url}/collections", timeout=10).status_code == 200
 
 
 def test_a_replacement_worker_gets_no_connections_until_it_is_ready(server_factory) -> None:
