@@ -22,6 +22,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+REPLACES = "WAYPOINT_REPLACES_WORKER"  # env of a worker started to take over from another: its pid
+
 
 def least_used_cpu(allowed: Iterable[int], taken: Iterable[int]) -> int:
     """The allowed CPU the fewest siblings are pinned to (the lowest number on a tie)."""
@@ -34,8 +36,10 @@ def pin_worker() -> int | None:
 
     Siblings are the other children of this process's parent (the server's supervisor); a
     lock file keyed by the parent serialises the choice, so workers that start together
-    spread over the CPUs, and a restarted worker takes the CPU its predecessor left. Returns
-    the CPU, or None where affinity cannot be set (not Linux).
+    spread over the CPUs, and a restarted worker takes the CPU its predecessor left. A
+    worker started to take over from one still running (a rolling restart; its pid in
+    `REPLACES`) does not count that one, so it takes its CPU. Returns the CPU, or None where
+    affinity cannot be set (not Linux).
     """
     if not hasattr(os, "sched_setaffinity"):
         log.warning("--pin-workers: this platform cannot pin processes; not pinned")
@@ -52,8 +56,9 @@ def pin_worker() -> int | None:
 def _sibling_cpus(parent: int) -> list[int]:
     """The CPU of each sibling pinned to exactly one (others are not workers, or unpinned)."""
     cpus = []
+    leaving = int(os.environ.get(REPLACES) or 0)
     for pid in _children(parent):
-        if pid == os.getpid():
+        if pid in (os.getpid(), leaving):
             continue
         try:
             mask = os.sched_getaffinity(pid)

@@ -29,6 +29,12 @@ would wait forever. It is killed, and replaced as a dead one. A worker that dies
 replaced, unless its death shows that the app cannot start (then the
 supervisor stops with uvicorn's start-up failure code; see `Supervisor._cannot_start`),
 and a worker whose supervisor is gone sees its socket pair close and shuts down.
+
+SIGHUP restarts the workers one at a time, as uvicorn's own supervisor does: a new worker
+starts, and once it is ready (segments loaded, graphs built) one old worker is no longer
+dealt to and stops gracefully, finishing what it is answering; then the next. A new worker
+that dies or is not ready within `RESTART_READY_SECONDS` is killed and the restart stops,
+keeping the old workers.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -49,6 +56,8 @@ import uvicorn
 from uvicorn._subprocess import get_subprocess
 from uvicorn.config import STARTUP_FAILURE
 
+from app.affinity import REPLACES
+
 log = logging.getLogger("uvicorn.error")
 
 REPORT = struct.Struct("!QQ?")  # connections taken, connections open, app ready
@@ -57,6 +66,7 @@ ACCEPTS_PER_WAKE = 64  # connections accepted in a row before reports are read a
 CHECK_SECONDS = 0.5  # how often the supervisor looks for dead and hung workers
 HEARTBEAT_SECONDS = 1.0  # a serving worker reports at least this often
 START_GRACE_SECONDS = 10.0  # at start, how long to wait for every worker before accepting
+RESTART_READY_SECONDS = 600.0  # in a rolling restart, how long a new worker may take to be ready
 
 
 @dataclass(eq=False)
@@ -95,11 +105,17 @@ class Supervisor:
         self.served = False  # some worker has served since the start
         self.all_started = False  # every first worker has served, or the grace is over
         self.grace_ends = time.monotonic() + START_GRACE_SECONDS
+        self.restart_requested = False  # SIGHUP
+        self.to_restart: list[Worker] = []  # old workers a rolling restart has yet to replace
+        self.incoming: Worker | None = None  # the new worker it waits for
+        self.incoming_deadline = 0.0
+        self.leaving: list[Worker] = []  # old workers stopping
 
     def run(self) -> int:
         """Serve until SIGINT or SIGTERM (or a worker that cannot start); the exit code."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
         log.info("Started parent process, dealing connections to %d workers", self.config.workers)
         try:
             self.workers = [self._spawn() for _ in range(self.config.workers)]
@@ -110,6 +126,7 @@ class Supervisor:
                     else:
                         self._read_report(key.data)
                 self._kill_hung()
+                self._advance_restart()
                 self._replace_dead()
                 self._listen_while_serving()
         finally:
@@ -119,12 +136,22 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         self.exit_code = 0
 
-    def _spawn(self) -> Worker:
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        self.restart_requested = True
+
+    def _spawn(self, replacing: Worker | None = None) -> Worker:
+        """Start a worker; `replacing`: the old worker it will take over from (its CPU,
+        when workers are pinned: `app.affinity`)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         target = functools.partial(run_worker, self.config)
         process = get_subprocess(self.config, target, [theirs])
-        process.start()
+        if replacing is not None:
+            os.environ[REPLACES] = str(replacing.process.pid)  # the child's copy of the env
+        try:
+            process.start()
+        finally:
+            os.environ.pop(REPLACES, None)
         theirs.close()  # the child has its own copy now
         worker = Worker(process, ours)
         self.selector.register(ours, selectors.EVENT_READ, worker)
@@ -217,9 +244,47 @@ class Supervisor:
                 self._retire(worker)
                 worker.process.kill()
 
+    def _advance_restart(self) -> None:
+        """One step of a rolling restart: start a new worker, and once it is ready stop an
+        old one; so the server never has fewer ready workers than before."""
+        if self.restart_requested and not self.to_restart:  # SIGHUP during one: ignored
+            self.to_restart = list(self.workers)
+            log.info("Restarting %d workers, one at a time", len(self.to_restart))
+        self.restart_requested = False
+        self.leaving = [w for w in self.leaving if w.process.is_alive()]  # reaps the others
+        self.to_restart = [w for w in self.to_restart if w in self.workers]  # died meanwhile
+        incoming = self.incoming
+        if incoming is None:
+            if self.to_restart and self.exit_code is None:
+                self.incoming = self._spawn(replacing=self.to_restart[0])
+                self.workers.append(self.incoming)
+                self.incoming_deadline = time.monotonic() + RESTART_READY_SECONDS
+            return
+        if incoming.ready:
+            self.incoming = None
+            if self.to_restart:
+                self._let_go(self.to_restart.pop(0))
+            elif len(self.workers) > self.config.workers:  # its old one died and was replaced
+                self._let_go(incoming)
+        elif not incoming.process.is_alive() or time.monotonic() > self.incoming_deadline:
+            pid = incoming.process.pid
+            log.error("New worker [%s] was not ready in time: restart stopped", pid)
+            incoming.process.kill()
+            incoming.process.join()
+            self._retire(incoming)
+            self.workers.remove(incoming)
+            self.incoming, self.to_restart = None, []
+
+    def _let_go(self, worker: Worker) -> None:
+        """Deal no more to an old worker and stop it; it finishes what it is answering."""
+        self._retire(worker)
+        self.workers.remove(worker)
+        worker.process.terminate()
+        self.leaving.append(worker)
+
     def _replace_dead(self) -> None:
         for index, worker in enumerate(self.workers):
-            if worker.process.is_alive() or self.exit_code is not None:
+            if worker.process.is_alive() or worker is self.incoming or self.exit_code is not None:
                 continue
             worker.process.join()
             self._retire(worker)
@@ -249,10 +314,11 @@ class Supervisor:
             worker.serving = False
         self._listen_while_serving()
         self.listener.close()
-        for worker in self.workers:
+        everyone = self.workers + self.leaving
+        for worker in everyone:
             if worker.process.is_alive():
                 worker.process.terminate()
-        for worker in self.workers:
+        for worker in everyone:
             worker.process.join()
             self._retire(worker)
         self.selector.close()
@@ -274,7 +340,12 @@ def set_readiness(check: Callable[[], bool]) -> None:
 
 
 def run_worker(config: uvicorn.Config, sockets: list[socket.socket]) -> None:
-    """A worker process's target: a uvicorn server fed by the supervisor's socket pair."""
+    """A worker process's target: a uvicorn server fed by the supervisor's socket pair.
+
+    SIGHUP is the supervisor's (a rolling restart): a hang-up sent to the whole process
+    group, as when a terminal closes, must not kill the workers it is restarting.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     DealtServer(config, sockets[0]).run()
 
 

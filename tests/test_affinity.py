@@ -44,6 +44,34 @@ SUPERVISOR = textwrap.dedent(
 )
 
 
+# Two pinned workers stay alive while a third starts to take over from the one on the
+# higher CPU (as in a rolling restart): it must take that CPU, not the tie-break's lowest.
+TAKE_OVER = textwrap.dedent(
+    """
+    import json, multiprocessing as mp, os
+    from app.affinity import REPLACES, pin_worker
+
+    def worker(results, done):
+        results.put((os.getpid(), pin_worker()))
+        done.wait()
+
+    if __name__ == "__main__":
+        ctx = mp.get_context("spawn")
+        results, done = ctx.Queue(), ctx.Event()
+        old = []
+        for _ in range(2):  # one after the other: they choose different CPUs
+            ctx.Process(target=worker, args=(results, done)).start()
+            old.append(results.get(timeout=60))
+        leaving = max(old, key=lambda pid_cpu: pid_cpu[1])
+        os.environ[REPLACES] = str(leaving[0])
+        ctx.Process(target=worker, args=(results, done)).start()
+        new = results.get(timeout=60)
+        done.set()
+        print(json.dumps({"old": old, "leaving": leaving, "new": new}))
+    """
+)
+
+
 def test_least_used_cpu_spreads_and_breaks_ties_low() -> None:
     assert least_used_cpu({0, 1, 2}, []) == 0
     assert least_used_cpu({0, 1, 2}, [0]) == 1
@@ -72,6 +100,27 @@ def test_workers_pin_every_thread_to_different_cpus(tmp_path) -> None:
     assert {first, second} <= os.sched_getaffinity(0)
     assert first_masks == [[first]] * len(first_masks) and len(first_masks) >= 2
     assert second_masks == [[second]] * len(second_masks) and len(second_masks) >= 2
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+def test_a_worker_taking_over_from_another_takes_its_cpu(tmp_path) -> None:
+    script = tmp_path / "take_over.py"
+    script.write_text(TAKE_OVER)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": repo, "TMPDIR": str(tmp_path)},
+    )
+    result = json.loads(done.stdout)
+    assert result["old"][0][1] != result["old"][1][1]
+    assert result["new"][1] == result["leaving"][1] != min(cpu for _, cpu in result["old"])
 
 
 def test_one_worker_is_not_pinned() -> None:

@@ -220,3 +220,51 @@ def _idle(pid: int, seconds: float = 0.5) -> bool:
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_sighup_restarts_the_workers_one_at_a_time_without_dropping_a_request(
+    server_factory,
+) -> None:
+    """As with uvicorn's own workers, SIGHUP replaces every worker: a new one starts, and
+    once it is ready an old one stops; pinned replacements take the CPUs of the old ones.
+
+    Every request on a new connection is answered. A keep-alive connection to a worker
+    that leaves is closed by it, and a request the client sends at that moment meets the
+    close (HTTP/1.1 lets clients retry idempotent requests then, RFC 9112 9.3.1): the
+    client retries once, on a new connection, and must be answered there."""
+    server = server_factory({**TWO_WORKERS, "WAYPOINT_PIN_WORKERS": "1"})
+    assert server.process is not None
+    supervisor = server.process.pid
+    wait_for(lambda: server.log_path.read_text().count(" vectors in ") == 2)  # both serve
+    old = set(workers_of(supervisor))
+    os.kill(supervisor, signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=server.url, timeout=10) as keep_alive:
+        while old & set(workers_of(supervisor)) or len(workers_of(supervisor)) != 2:
+            assert time.monotonic() < deadline, "the workers were not all replaced"
+            assert httpx.get(f"{server.url}/collections", timeout=10).status_code == 200
+            try:
+                answered = keep_alive.get("/collections")
+            except httpx.TransportError:  # closed by its leaving worker as the request went
+                answered = keep_alive.get("/collections")
+            assert answered.status_code == 200
+    assert server.process.poll() is None
+    new = workers_of(supervisor)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert {frozenset(os.sched_getaffinity(pid)) for pid in new} == {
+            frozenset({cpu}) for cpu in sorted(os.sched_getaffinity(0))[:2]
+        }
+    assert "Restarting 2 workers, one at a time" in server.log_path.read_text()
+
+
+def test_workers_leave_sighup_to_their_supervisor(server_factory) -> None:
+    """A hang-up sent to the whole process group (a closed terminal) reaches the workers
+    too: they ignore it, and the supervisor's rolling restart replaces them in order."""
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    workers = workers_of(server.process.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGHUP)
+    time.sleep(1.0)
+    assert workers_of(server.process.pid) == workers
+    assert all(_running(pid) for pid in workers)
