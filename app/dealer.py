@@ -267,13 +267,18 @@ class Supervisor:
             elif len(self.workers) > self.config.workers:  # its old one died and was replaced
                 self._let_go(incoming)
         elif not incoming.process.is_alive() or time.monotonic() > self.incoming_deadline:
-            pid = incoming.process.pid
-            log.error("New worker [%s] was not ready in time: restart stopped", pid)
-            incoming.process.kill()
-            incoming.process.join()
-            self._retire(incoming)
-            self.workers.remove(incoming)
-            self.incoming, self.to_restart = None, []
+            self._stop_restart(incoming)
+
+    def _stop_restart(self, incoming: Worker) -> None:
+        """Give up on a new worker that died or is not ready in time; keep the old ones."""
+        log.error(
+            "New worker [%s] died or was not ready in time: restart stopped", incoming.process.pid
+        )
+        incoming.process.kill()
+        incoming.process.join()
+        self._retire(incoming)
+        self.workers.remove(incoming)
+        self.incoming, self.to_restart = None, []
 
     def _let_go(self, worker: Worker) -> None:
         """Deal no more to an old worker and stop it; it finishes what it is answering."""

@@ -268,3 +268,42 @@ def test_workers_leave_sighup_to_their_supervisor(server_factory) -> None:
     time.sleep(1.0)
     assert workers_of(server.process.pid) == workers
     assert all(_running(pid) for pid in workers)
+
+
+BREAKS_ON_RESTART = """
+import os, sys
+if os.path.exists(os.path.join(os.path.dirname(__file__), "broken")):
+    sys.exit(1)  # a deploy that broke the app: new workers cannot import it
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def test_a_restart_whose_new_worker_cannot_start_keeps_the_old_workers(tmp_path) -> None:
+    (tmp_path / "breaks_on_restart.py").write_text(BREAKS_ON_RESTART)
+    script = (
+        "import sys, uvicorn\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from app.dealer import Supervisor\n"
+        "config = uvicorn.Config('breaks_on_restart:app', host='127.0.0.1', port=0, workers=2)\n"
+        "sys.exit(Supervisor(config).run())\n"
+    )
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=out)
+    try:
+        wait_for(lambda: len(workers_of(supervisor.pid)) == 2)
+        old = workers_of(supervisor.pid)
+        wait_for(lambda: log.read_text().count("Application startup complete") == 2)
+        (tmp_path / "broken").touch()
+        supervisor.send_signal(signal.SIGHUP)
+        wait_for(lambda: "restart stopped" in log.read_text())
+        assert workers_of(supervisor.pid) == old
+        assert supervisor.poll() is None
+    finally:
+        supervisor.terminate()
+        assert supervisor.wait(timeout=30) == 0
