@@ -37,6 +37,14 @@ def test_a_stopped_workers_counts_stay_in_the_totals(tmp_path: Path) -> None:
     assert replacement.totals("plans") == {"hnsw": 6}
 
 
+def test_a_reused_process_id_does_not_take_over_a_dead_workers_counts(tmp_path: Path) -> None:
+    gone = Counters(tmp_path, "4242")
+    gone.add("plans", "hnsw", 5)
+    gone.close()
+    same_pid = Counters(tmp_path, "4242")
+    assert same_pid.totals("plans") == {"hnsw": 5}
+
+
 def test_without_a_folder_a_worker_counts_alone(tmp_path: Path) -> None:
     alone = Counters()
     alone.add("plans", "exact")

@@ -19,6 +19,7 @@ import ctypes
 import mmap
 import os
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -33,14 +34,17 @@ class Counters:
     """Counts by (family, label): added to by this worker, totalled over its server."""
 
     def __init__(self, folder: Path | None = None, owner: str | None = None) -> None:
-        """`owner` names this worker's file in `folder` (default: the process id)."""
+        """`owner` begins the name of this worker's file in `folder` (default: the process
+        id); the file is always a new one, so a reused process id never takes over the
+        counts of the dead worker that had it."""
         self.folder = folder
         self._path: Path | None = None
         if folder is None:
             self._map = mmap.mmap(-1, SIZE)
         else:
-            self._path = folder / f"{owner or os.getpid()}{SUFFIX}"
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            prefix = f"{owner or os.getpid()}-"
+            fd, name = tempfile.mkstemp(suffix=SUFFIX, prefix=prefix, dir=folder)
+            self._path = Path(name)
             try:
                 os.ftruncate(fd, SIZE)
                 self._map = mmap.mmap(fd, SIZE)
