@@ -71,13 +71,34 @@ def serve(args: argparse.Namespace) -> None:
     sys.exit(exit_code)
 
 
+COUNTERS_PREFIX = "waypoint-counters-"  # + the supervisor's pid + "-" + a random suffix
+
+
 def _share_counters() -> str:
-    """A fresh folder for the workers' counters (`app.services.counters`), in their env."""
+    """A fresh folder for the workers' counters (`app.services.counters`), in their env.
+
+    A stop removes it; folders of supervisors that were killed are removed here instead.
+    """
     from app.services.sync import shared_memory_dir
 
-    folder = tempfile.mkdtemp(prefix="waypoint-counters-", dir=shared_memory_dir())
+    base = shared_memory_dir()
+    for folder in base.glob(f"{COUNTERS_PREFIX}*"):
+        owner = folder.name.removeprefix(COUNTERS_PREFIX).split("-")[0]
+        if owner.isdigit() and not _process_exists(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=f"{COUNTERS_PREFIX}{os.getpid()}-", dir=base)
     os.environ["WAYPOINT_COUNTERS_DIR"] = folder
     return folder
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _pins_workers(args: argparse.Namespace) -> bool:

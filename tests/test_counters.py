@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +109,29 @@ def test_metrics_count_the_searches_of_every_worker(server_factory) -> None:
     wait_for(lambda: dead not in workers_of(supervisor) and len(workers_of(supervisor)) == 2)
     with one_client_per_worker(server.url, supervisor) as (c, d):
         assert metric(c, exact) == metric(d, exact) == 5
+
+
+def test_serve_removes_counter_folders_of_killed_supervisors(monkeypatch) -> None:
+    from app.__main__ import COUNTERS_PREFIX, _share_counters
+    from app.services.sync import shared_memory_dir
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    base = shared_memory_dir()
+    stale = base / f"{COUNTERS_PREFIX}{ended.pid}-killed"
+    alive = base / f"{COUNTERS_PREFIX}{os.getppid()}-running"
+    stale.mkdir()
+    alive.mkdir()
+    # `_share_counters` sets the variable in this process: make monkeypatch remove it after,
+    # or every server the rest of the session starts would inherit a folder that is gone.
+    monkeypatch.setenv("WAYPOINT_COUNTERS_DIR", "")
+    try:
+        mine = Path(_share_counters())
+        assert not stale.exists() and alive.exists()
+        assert mine.name.startswith(f"{COUNTERS_PREFIX}{os.getpid()}-")
+        assert os.environ["WAYPOINT_COUNTERS_DIR"] == str(mine)
+        mine.rmdir()
+    finally:
+        for folder in (stale, alive):
+            if folder.exists():
+                folder.rmdir()
