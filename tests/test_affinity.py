@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -79,36 +80,17 @@ def test_least_used_cpu_spreads_and_breaks_ties_low() -> None:
     assert least_used_cpu({2, 3}, [0, 0, 2]) == 3  # CPUs this process may not use don't count
 
 
-@pytest.mark.skipif(
+needs_two_cpus = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and two CPUs",
 )
-def test_workers_pin_every_thread_to_different_cpus(tmp_path) -> None:
-    script = tmp_path / "supervisor.py"  # a file: spawned workers import their target from it
-    script.write_text(SUPERVISOR)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, "PYTHONPATH": repo, "TMPDIR": str(tmp_path)},  # its lock file
-    )
-    (first, first_masks), (second, second_masks) = json.loads(done.stdout)
-    assert first != second
-    assert {first, second} <= os.sched_getaffinity(0)
-    assert first_masks == [[first]] * len(first_masks) and len(first_masks) >= 2
-    assert second_masks == [[second]] * len(second_masks) and len(second_masks) >= 2
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and two CPUs",
-)
-def test_a_worker_taking_over_from_another_takes_its_cpu(tmp_path) -> None:
-    script = tmp_path / "take_over.py"
-    script.write_text(TAKE_OVER)
+def run_supervisor(tmp_path, source: str) -> Any:
+    """Run a supervisor script (a file: spawned workers import their target from it) with
+    its lock file under `tmp_path`; what it printed, as JSON."""
+    script = tmp_path / "supervisor.py"
+    script.write_text(source)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
         [sys.executable, str(script)],
@@ -118,7 +100,21 @@ def test_a_worker_taking_over_from_another_takes_its_cpu(tmp_path) -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": repo, "TMPDIR": str(tmp_path)},
     )
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@needs_two_cpus
+def test_workers_pin_every_thread_to_different_cpus(tmp_path) -> None:
+    (first, first_masks), (second, second_masks) = run_supervisor(tmp_path, SUPERVISOR)
+    assert first != second
+    assert {first, second} <= os.sched_getaffinity(0)
+    assert first_masks == [[first]] * len(first_masks) and len(first_masks) >= 2
+    assert second_masks == [[second]] * len(second_masks) and len(second_masks) >= 2
+
+
+@needs_two_cpus
+def test_a_worker_taking_over_from_another_takes_its_cpu(tmp_path) -> None:
+    result = run_supervisor(tmp_path, TAKE_OVER)
     assert result["old"][0][1] != result["old"][1][1]
     assert result["new"][1] == result["leaving"][1] != min(cpu for _, cpu in result["old"])
 
@@ -130,10 +126,7 @@ def test_one_worker_is_not_pinned() -> None:
     assert not _pins_workers(argparse.Namespace(pin_workers=False, workers=4))
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and two CPUs",
-)
+@needs_two_cpus
 def test_a_stopped_server_leaves_no_lock_file(server_factory, tmp_path) -> None:
     """The workers' lock file lives as long as their supervisor, not in the temp dir forever."""
     env = {"WAYPOINT_WORKERS": "2", "WAYPOINT_PIN_WORKERS": "1", "TMPDIR": str(tmp_path)}

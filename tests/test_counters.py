@@ -30,21 +30,15 @@ def test_totals_add_up_every_workers_counts_as_they_change(tmp_path: Path) -> No
     assert second.totals("modes") == {"graph": 0}
 
 
-def test_a_stopped_workers_counts_stay_in_the_totals(tmp_path: Path) -> None:
-    gone = Counters(tmp_path, "gone")
+@pytest.mark.parametrize("owners", [("gone", "replacement"), ("4242", "4242")])
+def test_a_stopped_workers_counts_stay_in_the_totals(tmp_path: Path, owners) -> None:
+    """Also when its replacement has the same process id (a reused pid)."""
+    gone = Counters(tmp_path, owners[0])
     gone.add("plans", "hnsw", 5)
     gone.close()
-    replacement = Counters(tmp_path, "replacement")
+    replacement = Counters(tmp_path, owners[1])
     replacement.add("plans", "hnsw")
     assert replacement.totals("plans") == {"hnsw": 6}
-
-
-def test_a_reused_process_id_does_not_take_over_a_dead_workers_counts(tmp_path: Path) -> None:
-    gone = Counters(tmp_path, "4242")
-    gone.add("plans", "hnsw", 5)
-    gone.close()
-    same_pid = Counters(tmp_path, "4242")
-    assert same_pid.totals("plans") == {"hnsw": 5}
 
 
 def test_without_a_folder_a_worker_counts_alone(tmp_path: Path) -> None:
