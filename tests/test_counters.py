@@ -41,6 +41,12 @@ def test_a_stopped_workers_counts_stay_in_the_totals(tmp_path: Path, owners) -> 
     assert replacement.totals("plans") == {"hnsw": 6}
 
 
+def test_a_missing_folder_is_made(tmp_path: Path) -> None:
+    counters = Counters(tmp_path / "gone" / "away", "first")
+    counters.add("plans", "exact")
+    assert counters.totals("plans") == {"exact": 1}
+
+
 def test_without_a_folder_a_worker_counts_alone(tmp_path: Path) -> None:
     alone = Counters()
     alone.add("plans", "exact")

@@ -42,6 +42,7 @@ class Counters:
         if folder is None:
             self._map = mmap.mmap(-1, SIZE)
         else:
+            folder.mkdir(parents=True, exist_ok=True)
             prefix = f"{owner or os.getpid()}-"
             fd, name = tempfile.mkstemp(suffix=SUFFIX, prefix=prefix, dir=folder)
             self._path = Path(name)
