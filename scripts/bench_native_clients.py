@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import REPO, find_dataset, load_dataset, machine_info, markdown_table, shared_dir
-from bench_search import K, ints, log, pg_table, service_collection, setup_pgvector
+from bench_common import find_dataset, load_dataset, machine_info, markdown_table, shared_dir
+from bench_paired import add_pair_arguments
+from bench_search import K, log, pg_table, service_collection, setup_pgvector
 
 SYSTEMS = ("pgvector", "service")
 WRK_SCRIPT = """
@@ -54,16 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    ap.add_argument("--dataset", default="wordnet-minilm")
-    ap.add_argument("--service-url", required=True, help="a running service with the collection")
-    ap.add_argument("--service-ef", type=int, default=28, help="params.hnsw_ef")
-    ap.add_argument("--pg-dsn", help="pgvector database (default: scripts/setup_pgvector.sh)")
-    ap.add_argument("--pg-ef", type=int, default=25, help="hnsw.ef_search")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--clients", type=ints, default=[1, 8])
+    add_pair_arguments(ap, rounds=3)
     ap.add_argument("--seconds", type=int, default=10, help="per measurement")
-    ap.add_argument("--shared", help="shared folder (default: ../shared beside the repository)")
-    ap.add_argument("--cache-dir", type=Path, default=REPO / "bench-out" / "data")
     return ap.parse_args(argv)
 
 

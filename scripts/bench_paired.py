@@ -58,20 +58,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    add_pair_arguments(ap, rounds=5)
+    ap.add_argument("--queries", type=int, default=1000, help="queries per client")
+    ap.add_argument("--warmup", type=int, default=50, help="unmeasured queries per client")
+    ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "bench_paired.jsonl")
+    return ap.parse_args(argv)
+
+
+def add_pair_arguments(ap: argparse.ArgumentParser, rounds: int) -> None:
+    """The options of every service-against-pgvector comparison: the matched pair, where
+    each runs, how many rounds and clients."""
     ap.add_argument("--dataset", default="wordnet-minilm")
     ap.add_argument("--service-url", required=True, help="a running service with the collection")
     # defaults: the pair that reaches the same recall@10 (.952) on wordnet-minilm
     ap.add_argument("--service-ef", type=int, default=28, help="params.hnsw_ef")
     ap.add_argument("--pg-dsn", help="pgvector database (default: scripts/setup_pgvector.sh)")
     ap.add_argument("--pg-ef", type=int, default=25, help="hnsw.ef_search")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--clients", type=ints, default=[1, 8])
-    ap.add_argument("--queries", type=int, default=1000, help="queries per client")
-    ap.add_argument("--warmup", type=int, default=50, help="unmeasured queries per client")
     ap.add_argument("--shared", help="shared folder (default: ../shared beside the repository)")
     ap.add_argument("--cache-dir", type=Path, default=REPO / "bench-out" / "data")
-    ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "bench_paired.jsonl")
-    return ap.parse_args(argv)
 
 
 def pg_server_pids(dsn: str, table: str) -> list[int]:
