@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -33,9 +34,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import find_dataset, load_dataset, machine_info, markdown_table, shared_dir
+from bench_common import (
+    Dataset,
+    find_dataset,
+    load_dataset,
+    machine_info,
+    markdown_table,
+    shared_dir,
+)
 from bench_paired import add_pair_arguments
-from bench_search import K, log, pg_table, service_collection, setup_pgvector
+from bench_search import K, log, pg_operator, pg_table, service_collection, setup_pgvector
 
 SYSTEMS = ("pgvector", "service")
 WRK_SCRIPT = """
@@ -72,10 +80,11 @@ def write_wrk_files(folder: Path, queries: np.ndarray, ef: int) -> Path:
     return script
 
 
-def write_pgbench_files(folder: Path, dsn: str, table: str, queries: np.ndarray) -> Path:
+def write_pgbench_files(folder: Path, dsn: str, ds: Dataset) -> Path:
     """The queries as a table beside the dataset's, and the pgbench script that uses them."""
     import psycopg
 
+    table, queries = pg_table(ds), ds.queries
     queries_table = f"{table}_queries"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {queries_table}")
@@ -86,7 +95,7 @@ def write_pgbench_files(folder: Path, dsn: str, table: str, queries: np.ndarray)
     script = folder / "query.sql"
     script.write_text(
         f"\\set i random(0, {len(queries) - 1})\n"
-        f"SELECT id FROM {table} ORDER BY embedding <=> "
+        f"SELECT id FROM {table} ORDER BY embedding {pg_operator(ds)} "
         f"(SELECT v FROM {queries_table} WHERE i = :i) LIMIT {K};\n"
     )
     return script
@@ -119,7 +128,7 @@ def run_pgbench(dsn: str, script: Path, ef: int, clients: int, seconds: int) -> 
         prefix = Path(logs) / "tx"
         command = ["pgbench", "-n", "-M", "prepared", f"-c{clients}", f"-j{clients}"]
         command += [f"-T{seconds}", "-f", str(script), "-l", f"--log-prefix={prefix}", dsn]
-        env = {"PGOPTIONS": f"-c hnsw.ef_search={ef}", "PATH": "/usr/bin:/bin"}
+        env = {**os.environ, "PGOPTIONS": f"-c hnsw.ef_search={ef}"}
         out = subprocess.run(command, check=True, text=True, capture_output=True, env=env).stdout
         latencies_us = [
             int(line.split()[2]) for path in Path(logs).iterdir() for line in path.open()
@@ -142,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"machine: {machine_info()}")
     with tempfile.TemporaryDirectory() as folder:
         lua = write_wrk_files(Path(folder), ds.queries, args.service_ef)
-        sql = write_pgbench_files(Path(folder), dsn, pg_table(ds), ds.queries)
+        sql = write_pgbench_files(Path(folder), dsn, ds)
         rows = []
         for clients in args.clients:
             runs = {

@@ -379,10 +379,15 @@ def pg_table(ds: Dataset) -> str:
 
 def pg_query_spec(ds: Dataset, dsn: str, ef: int) -> PgQuerySpec:
     """Top-K by the dataset's metric at ``hnsw.ef_search = ef``."""
-    op = "<->" if ds.metric == "l2" else "<=>"
+    op = pg_operator(ds)
     # own SQL text per setting: psycopg's prepared plans are not re-planned (§5)
     sql = f"SELECT id FROM {pg_table(ds)} ORDER BY embedding {op} %s LIMIT {K} /* ef_search={ef} */"
     return PgQuerySpec(dsn, sql, ds.queries, (f"SET hnsw.ef_search = {ef}",))
+
+
+def pg_operator(ds: Dataset) -> str:
+    """pgvector's distance operator for the dataset's metric (L2 or cosine)."""
+    return "<->" if ds.metric == "l2" else "<=>"
 
 
 def service_query_spec(ds: Dataset, url: str, ef: int) -> QdrantQuerySpec:
