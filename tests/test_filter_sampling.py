@@ -34,8 +34,8 @@ def url(server_factory, data) -> str:
         body = {"batch": {"ids": list(range(N)), "vectors": vectors.tolist(), "payloads": payloads}}
         assert client.put("/collections/sampled/points?wait=true", json=body).is_success
         deadline = time.monotonic() + 120
-        while client.get("/readyz").status_code != 200:  # the graph is built in the background
-            assert time.monotonic() < deadline, "graph not built"
+        while client.get("/collections/sampled").json()["result"]["status"] != "green":
+            assert time.monotonic() < deadline, "graph not built"  # built in the background
             time.sleep(0.2)
     return server.url
 

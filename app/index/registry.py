@@ -69,11 +69,11 @@ class IndexRegistry:
 
     def busy(self, namespace_ids: set[int]) -> bool:
         """True while any segment of these namespaces still has graph work queued."""
-        return any(
-            segment.needs_indexing
-            for key, segment in list(self._segments.items())
-            if key[0] in namespace_ids
-        )
+        return not namespace_ids.isdisjoint(self.building())
+
+    def building(self) -> set[int]:
+        """The namespaces with a segment that still has graph work queued."""
+        return {key[0] for key, segment in list(self._segments.items()) if segment.needs_indexing}
 
     # ------------------------------------------------------------------ indexer
 

@@ -14,7 +14,9 @@ from app.db.database import Database
 from app.errors import AlreadyExists, BadRequest, CollectionNotFound, NotFound
 from app.index.registry import IndexRegistry
 from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, config_to_json
+from app.services.building import BuildBoard
 from app.services.catalog import Catalog
+from app.services.sync import ChangeSignal
 
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")
 
@@ -42,12 +44,16 @@ class CollectionService:
         db: Database,
         catalog: Catalog,
         registry: IndexRegistry,
+        board: BuildBoard,
+        signal: ChangeSignal,
         on_commit: Callable[[], None],
         catalog_lock: asyncio.Lock,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.registry = registry
+        self.board = board  # what the server's other workers have applied and build
+        self.signal = signal  # the write generation every worker must apply
         self.on_commit = on_commit
         self.catalog_lock = catalog_lock  # the change feed's: see ChangeFeed.lock
 
@@ -181,8 +187,11 @@ class CollectionService:
             for vector_name in collection.config.vectors or {DEFAULT_VECTOR: None}
             if (segment := self.registry.get(namespace_id, vector_name)) is not None
         )
+        peers = self.board.peers()
         return CollectionStats(
             points=points,
             indexed_vectors=indexed,
-            building=self.registry.busy({namespace_id}),
+            building=self.registry.busy({namespace_id})
+            or namespace_id in peers.building
+            or peers.behind(self.signal.current()),
         )

@@ -14,6 +14,7 @@ from app.db.database import Database
 from app.errors import NotReady
 from app.index.registry import IndexRegistry
 from app.models import VectorParams
+from app.services.building import BuildBoard
 from app.services.catalog import Catalog
 from app.services.collections import CollectionService
 from app.services.columns import ColumnKeeper
@@ -29,6 +30,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 LOAD_WAIT_SECONDS = 300.0
+PUBLISH_BUILDING_SECONDS = 0.25  # how soon other workers learn that this one builds
 
 
 class Services:
@@ -39,11 +41,18 @@ class Services:
         self.registry = IndexRegistry(settings.exact_threshold, settings.build_threads)
         self.cpu = CpuPool(settings.search_threads)
         self.counters = Counters(settings.counters_dir)
+        self.board = BuildBoard(settings.counters_dir)  # what each worker is building
         self.columns = ColumnKeeper(db, self.catalog, self.registry, self.cpu)
         signal = ChangeSignal(db.url, settings.signal_dir)
         self.feed = ChangeFeed(db, self.catalog, self.registry, self.cpu, signal, self.columns)
         self.collections = CollectionService(
-            db, self.catalog, self.registry, self.feed.committed, self.feed.lock
+            db,
+            self.catalog,
+            self.registry,
+            self.board,
+            self.feed.signal,
+            self.feed.committed,
+            self.feed.lock,
         )
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points, self.counters)
@@ -93,7 +102,14 @@ class Services:
         await asyncio.gather(
             self.feed.poll(self.settings.sync_interval),
             self.reap_sessions(self.settings.reap_interval),
+            self.publish_building(PUBLISH_BUILDING_SECONDS),
         )
+
+    async def publish_building(self, interval: float) -> None:
+        """Background loop: tell the other workers what this one has applied and builds."""
+        while True:
+            self.board.publish(self.registry.building(), self.feed.seen)
+            await asyncio.sleep(interval)
 
     async def reap_sessions(self, interval: float) -> None:
         """Background loop: delete resumable queries idle past their max idle time."""
@@ -146,3 +162,4 @@ class Services:
         await self.db.dispose()
         self.feed.signal.close()
         self.counters.close()
+        self.board.close()

@@ -108,6 +108,11 @@ class ChangeFeed:
         # changes take it too, so a reload never reads before one commits and applies after
         self.lock = asyncio.Lock()
 
+    @property
+    def seen(self) -> int:
+        """The write generation this worker has applied every write up to."""
+        return self._seen
+
     async def ensure_current(self) -> None:
         """Catch up first if any worker on this host committed since we last looked."""
         if self.signal.current() != self._seen:
