@@ -87,6 +87,19 @@ def database_url(pg_server: str) -> Iterator[str]:
     _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def fetch_row(database_url: str, query: str, *args: object) -> asyncpg.Record | None:
+    """One row of `query` on a test database, for tests that inspect what the server stored."""
+
+    async def fetch() -> asyncpg.Record | None:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return await conn.fetchrow(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 import numpy as np
 import pytest
 
 from app.services.building import STALE_SECONDS, SUFFIX, BuildBoard, Peers
+from tests.conftest import fetch_row
 from tests.test_dealer import TWO_WORKERS
 
 
@@ -82,18 +81,11 @@ def url(server_factory, board_dir: Path) -> str:
 
 
 def namespace_id(database_url: str, collection: str) -> int:
-    async def fetch() -> int:
-        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            return await conn.fetchval(
-                "SELECT n.id FROM namespaces n JOIN collections c ON c.id = n.collection_id"
-                " WHERE c.name = $1 AND n.name = ''",
-                collection,
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    query = (
+        "SELECT n.id FROM namespaces n JOIN collections c ON c.id = n.collection_id"
+        " WHERE c.name = $1 AND n.name = ''"
+    )
+    return fetch_row(database_url, query, collection)["id"]
 
 
 def test_status_is_yellow_while_another_worker_builds_or_lags(

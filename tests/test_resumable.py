@@ -17,6 +17,8 @@ import pytest
 from upstash_vector import AsyncIndex, Index, Vector
 from upstash_vector.errors import UpstashError
 
+from tests.conftest import fetch_row
+
 DIM = 16
 N_POINTS = 3000
 SETTINGS = {"WAYPOINT_EXACT_THRESHOLD": "500", "WAYPOINT_REAP_INTERVAL": "0.3"}
@@ -143,24 +145,16 @@ def test_stopped_unknown_and_foreign_handles_are_errors(servers) -> None:
 
 
 def test_session_rows_are_inspectable_in_sql(servers, database_url: str) -> None:
-    import asyncpg
-
     url = servers["first"].url
     handle, _ = start(url, clustered(1, seed=14)[0], limit=5)
     next_page(url, handle, 5)
 
-    async def row() -> asyncpg.Record:
-        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            return await conn.fetchrow(
-                "SELECT mode, emitted, length(state) AS bytes, max_idle_seconds,"
-                " expires_at > last_touched AS live FROM resumable_queries WHERE id = $1",
-                handle,
-            )
-        finally:
-            await conn.close()
-
-    found = asyncio.run(row())
+    found = fetch_row(
+        database_url,
+        "SELECT mode, emitted, length(state) AS bytes, max_idle_seconds,"
+        " expires_at > last_touched AS live FROM resumable_queries WHERE id = $1",
+        handle,
+    )
     assert found["emitted"] == 10 and found["live"] and found["bytes"] > 0
     assert found["mode"] in ("exact", "graph") and found["max_idle_seconds"] == 3600
 
