@@ -61,6 +61,18 @@ def test_a_stopped_worker_withdraws_its_state(tmp_path: Path) -> None:
     assert BuildBoard(tmp_path, "staying").peers() == Peers()
 
 
+def test_a_folder_that_cannot_be_written_is_not_fatal(tmp_path: Path, caplog) -> None:
+    """Publishing runs in the worker's background loop beside the change feed: it must
+    never raise (the others then count this worker as silent)."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    board = BuildBoard(blocked, "worker")
+    board.publish({1}, applied=1)
+    board.publish({1, 2}, applied=2)
+    assert board.peers() == Peers()
+    assert len([r for r in caplog.records if "cannot publish" in r.message]) == 1
+
+
 def test_without_a_folder_a_worker_is_alone(tmp_path: Path) -> None:
     BuildBoard(tmp_path, "other").publish({1}, applied=1)
     alone = BuildBoard(None)

@@ -16,11 +16,14 @@ and no longer counts. Without a folder (one worker) there is nobody else to ask.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SUFFIX = ".building"
 BEAT_SECONDS = 1.0
@@ -47,6 +50,7 @@ class BuildBoard:
         self._path = folder / f"{owner or os.getpid()}{SUFFIX}" if folder else None
         self._published: dict | None = None
         self._published_at = 0.0
+        self._failing = False  # the last write failed (warned once, until one succeeds)
 
     def publish(self, building: set[int], applied: int) -> None:
         """Say which namespaces this worker is building and which write generation it has
@@ -57,12 +61,23 @@ class BuildBoard:
         now = time.monotonic()
         if state == self._published and now - self._published_at < BEAT_SECONDS:
             return
+        try:
+            self._write(state)
+        except OSError as exc:  # the others then count this worker as silent: never fatal
+            if not self._failing:
+                log.warning("cannot publish this worker's state in %s: %s", self.folder, exc)
+            self._failing = True
+            return
+        self._failing = False
+        self._published, self._published_at = state, now
+
+    def _write(self, state: dict) -> None:
+        assert self._path is not None
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd, scratch = tempfile.mkstemp(dir=self._path.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as out:
             json.dump(state, out)
         os.replace(scratch, self._path)  # readers see the old state or the new one, whole
-        self._published, self._published_at = state, now
 
     def peers(self) -> Peers:
         """What the other live workers of this server report."""
