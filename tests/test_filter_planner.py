@@ -26,13 +26,16 @@ def url(server_factory) -> str:
     return server.url
 
 
-def search(url: str, key: str, value: int, limit: int = 10) -> httpx.Response:
+def search(
+    url: str, key: str, value: int, limit: int = 10, client: httpx.Client | None = None
+) -> httpx.Response:
+    """A filtered query, on `client`'s connection if given (else a new one)."""
     body = {
         "query": [0.0] * 8,
         "limit": limit,
         "filter": {"must": [{"key": key, "match": {"value": value}}]},
     }
-    response = httpx.post(f"{url}/collections/plans/points/query", json=body)
+    response = (client or httpx).post(f"{url}/collections/plans/points/query", json=body)
     assert response.status_code == 200, response.text
     return response
 
@@ -65,16 +68,20 @@ def test_selective_filters_scan_and_broad_ones_use_the_graph(url: str) -> None:
 
 
 def test_repeated_filters_are_cached_until_the_next_write(url: str) -> None:
-    search(url, "c100", 11)
-    again = search(url, "c100", 11, limit=50)
-    assert "filter=cached" in again.headers["waypoint-plan-detail"]
-    assert set(ids(again)) == {i for i in range(2000) if i % 100 == 11}
-    moved = httpx.post(
-        f"{url}/collections/plans/points/payload?wait=true",
-        json={"payload": {"c100": 12}, "points": [111]},
-    )
-    assert moved.status_code == 200
-    after = search(url, "c100", 11, limit=50)
+    """Each worker keeps its own cache: the searches share one connection, so one worker
+    answers them all; with several workers the write lands on another, whose change the
+    searching worker applies (and forgets its cached matches) before its next answer."""
+    with httpx.Client() as client:
+        search(url, "c100", 11, client=client)
+        again = search(url, "c100", 11, limit=50, client=client)
+        assert "filter=cached" in again.headers["waypoint-plan-detail"]
+        assert set(ids(again)) == {i for i in range(2000) if i % 100 == 11}
+        moved = httpx.post(
+            f"{url}/collections/plans/points/payload?wait=true",
+            json={"payload": {"c100": 12}, "points": [111]},
+        )
+        assert moved.status_code == 200
+        after = search(url, "c100", 11, limit=50, client=client)
     assert "filter=sql" in after.headers["waypoint-plan-detail"]
     assert 111 not in ids(after) and len(ids(after)) == 19
     assert 111 in ids(search(url, "c100", 12, limit=50))
