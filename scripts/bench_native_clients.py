@@ -42,10 +42,9 @@ from bench_common import (
     markdown_table,
     shared_dir,
 )
-from bench_paired import add_pair_arguments
+from bench_paired import SYSTEMS, add_pair_arguments, round_order
 from bench_search import K, log, pg_operator, pg_table, service_collection, setup_pgvector
 
-SYSTEMS = ("pgvector", "service")
 WRK_SCRIPT = """
 local bodies = {}
 for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
@@ -170,12 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def paired_rounds(runs: dict[str, Callable[[], dict]], rounds: int, clients: int) -> dict:
-    """Each system's measurement in every round, alternating which goes first (drift
-    within a round then moves both alike)."""
+    """Each system's measurement in every round, alternating which goes first."""
     by_system: dict[str, list[dict]] = {system: [] for system in SYSTEMS}
     for round_ in range(rounds):
-        order = SYSTEMS if round_ % 2 == 0 else SYSTEMS[::-1]
-        for system in order:
+        for system in round_order(round_):
             by_system[system].append(runs[system]())
         measured = {system: by_system[system][-1] for system in SYSTEMS}
         log(f"{clients} client(s), round {round_ + 1}: {measured}")

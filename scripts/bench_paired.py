@@ -80,6 +80,12 @@ def add_pair_arguments(ap: argparse.ArgumentParser, rounds: int) -> None:
     ap.add_argument("--cache-dir", type=Path, default=REPO / "bench-out" / "data")
 
 
+def round_order(round_no: int) -> tuple[str, ...]:
+    """Which system goes first in a round, alternating (ABBA): drift within a round then
+    moves both sides of its ratio alike."""
+    return SYSTEMS if round_no % 2 == 0 else SYSTEMS[::-1]
+
+
 def pg_server_pids(dsn: str, table: str) -> list[int]:
     """The pgvector postmaster (its backends are its children); exits if the table is gone."""
     import psycopg
@@ -151,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add(phase="env", **machine_info(), argv=sys.argv[1:])
     rows = []
     for round_no in range(args.rounds):
-        order = SYSTEMS if round_no % 2 == 0 else SYSTEMS[::-1]
+        order = round_order(round_no)
         for clients in args.clients:
             for system in order:
                 log(f"round {round_no + 1}/{args.rounds}: {system}, {clients} client(s)")
