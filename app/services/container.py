@@ -107,6 +107,8 @@ class Services:
 
     async def publish_building(self, interval: float) -> None:
         """Background loop: tell the other workers what this one has applied and builds."""
+        if self.board.folder is None:
+            return  # one worker: nobody to tell
         while True:
             self.board.publish(self.registry.building(), self.feed.seen)
             await asyncio.sleep(interval)
