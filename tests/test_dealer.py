@@ -63,6 +63,22 @@ def connect(port: int) -> socket.socket:
     return client
 
 
+def kill_worker(pid: int) -> None:
+    """SIGKILL a worker and wait until it is dead (a zombie until its supervisor reaps it).
+
+    The signal is delivered asynchronously: a connection dealt in the instant before the
+    worker dies is lost with it, as with any server process that is killed."""
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _state(pid) in ("Z", "X", None))
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -94,7 +110,7 @@ def test_a_dead_worker_is_replaced_while_the_other_serves(server_factory) -> Non
     server = server_factory(TWO_WORKERS)
     assert server.process is not None
     first, second = workers_of(server.process.pid)
-    os.kill(first, signal.SIGKILL)
+    kill_worker(first)
     for _ in range(20):  # every new connection goes to a worker that is still there
         assert httpx.get(f"{server.url}/collections", timeout=10).status_code == 200
     wait_for(lambda: len(workers_of(server.process.pid)) == 2)
@@ -203,7 +219,7 @@ def test_a_replacement_worker_gets_no_connections_until_it_is_ready(server_facto
     workers = workers_of(server.process.pid)
     wait_for(lambda: all(_idle(pid) for pid in workers), timeout=60)  # both graphs built
     first = workers[0]
-    os.kill(first, signal.SIGKILL)
+    kill_worker(first)
     deadline = time.monotonic() + 8  # the replacement starts, loads and builds meanwhile
     while time.monotonic() < deadline:
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
