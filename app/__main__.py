@@ -7,14 +7,17 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from app.settings import Settings, env_flag
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from app.models import CollectionConfig
 
 
@@ -27,8 +30,28 @@ def _database_url(settings: Settings) -> str:
 def serve(args: argparse.Namespace) -> None:
     """Start the embedded database if needed, migrate, and run the API with uvicorn.
 
-    Several workers run under `app.dealer.Supervisor`, which deals connections to them.
+    However serve ends, it lets go of the embedded PostgreSQL, which stops it unless
+    another process still holds it. SIGTERM included: uvicorn re-raises the signal it
+    stopped for once it has shut down, and the default handler would end the process
+    there, before any cleanup.
     """
+    from app.db.engine import stop_embedded_postgres
+
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        exit_code = _run_api(args)
+    finally:
+        stop_embedded_postgres()
+    sys.exit(exit_code)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    """Run uvicorn (or, for several workers, `app.dealer.Supervisor`, which deals
+    connections to them) until it stops; the exit code."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -56,7 +79,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.workers < 2:
         server = uvicorn.Server(config)
         server.run()
-        sys.exit(0 if server.started else STARTUP_FAILURE)
+        return 0 if server.started else STARTUP_FAILURE
     from app.dealer import Supervisor
 
     counters = _share_counters()
@@ -68,7 +91,7 @@ def serve(args: argparse.Namespace) -> None:
             from app.affinity import forget_workers
 
             forget_workers()
-    sys.exit(exit_code)
+    return exit_code
 
 
 COUNTERS_PREFIX = "waypoint-counters-"  # + the supervisor's pid + "-" + a random suffix

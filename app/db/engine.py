@@ -2,20 +2,28 @@
 
 The embedded server (the `pgserver` wheel, PostgreSQL 16) keeps its data under
 `WAYPOINT_DATA_DIR/postgres`, so a zero-configuration install survives restarts.
+pgserver counts the processes holding it (their pids, in a file beside the data) and the
+last one to let go stops it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
+
 log = logging.getLogger(__name__)
 
 # Keeps the embedded server object alive (and so running) for the life of the process.
-_embedded_servers: dict[Path, object] = {}
+_embedded_servers: dict[Path, PostgresServer] = {}
 
 
 def async_url(url: str) -> str:
@@ -30,9 +38,45 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     pg_dir = (data_dir / "postgres").resolve()
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    with pgserver.PostgresServer._lock:
+        _forget_dead_holders(pg_dir / HOLDERS_FILE)
     _embedded_servers[pg_dir] = pgserver.get_server(pg_dir, cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", pg_dir)
     return f"postgresql+asyncpg://postgres@/postgres?host={pg_dir}"
+
+
+def stop_embedded_postgres() -> None:
+    """Let go of the embedded servers this process holds; the last holder stops one."""
+    while _embedded_servers:
+        _, server = _embedded_servers.popitem()
+        server.cleanup()
+
+
+HOLDERS_FILE = ".handle_pids.json"  # pgserver's list of the pids holding a server
+
+
+def _forget_dead_holders(holders: Path) -> None:
+    """Drop the pids of holders that died without letting go (SIGKILL, a crash).
+
+    Each such pid stays in pgserver's list for good, so no later holder would ever be the
+    last one and the server would outlive every process that uses it.
+    """
+    if not holders.exists():
+        return
+    pids = json.loads(holders.read_text())
+    alive = [pid for pid in pids if _is_running(pid)]
+    if alive != pids:
+        holders.write_text(json.dumps(alive))
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
