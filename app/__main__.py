@@ -31,13 +31,14 @@ def serve(args: argparse.Namespace) -> None:
     """Start the embedded database if needed, migrate, and run the API with uvicorn.
 
     However serve ends, it lets go of the embedded PostgreSQL, which stops it unless
-    another process still holds it. SIGTERM included: uvicorn re-raises the signal it
-    stopped for once it has shut down, and the default handler would end the process
-    there, before any cleanup.
+    another process still holds it. SIGTERM and Ctrl-C included: uvicorn re-raises the
+    signal it stopped for once it has shut down, and the default handlers would end the
+    process there before any cleanup (SIGTERM) or with a traceback (SIGINT).
     """
     from app.db.engine import stop_embedded_postgres
 
-    signal.signal(signal.SIGTERM, _exit_quietly)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _exit_quietly)
     try:
         exit_code = _run_api(args)
     finally:

@@ -53,15 +53,26 @@ def embedded_server(data_dir: Path, workers: int = 1) -> LiveServer:
     return LiveServer("", data_dir, {"WAYPOINT_WORKERS": str(workers)}).start()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_stopping_serve_stops_its_embedded_postgres(data_dir: Path, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("workers", "stop_signal"),
+    [
+        pytest.param(1, signal.SIGTERM, id="one-worker-SIGTERM"),
+        pytest.param(1, signal.SIGINT, id="one-worker-SIGINT"),
+        pytest.param(2, signal.SIGTERM, id="two-workers-SIGTERM"),
+    ],
+)
+def test_stopping_serve_stops_its_embedded_postgres(
+    data_dir: Path, workers: int, stop_signal: signal.Signals
+) -> None:
     server = embedded_server(data_dir, workers)
     postgres = postmaster_pid(data_dir)
     assert is_running(postgres)
 
-    server.stop()
+    assert server.process is not None
+    server.process.send_signal(stop_signal)
 
-    assert server.process is not None and server.process.returncode == 0
+    assert server.process.wait(timeout=30) == 0, server.log_path.read_text()[-2000:]
+    assert "Traceback" not in server.log_path.read_text()
     assert wait_until_stopped(postgres), "the embedded PostgreSQL outlived the server"
 
 
