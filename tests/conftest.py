@@ -25,14 +25,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.db.engine import start_embedded_postgres, stop_embedded_postgres
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _embedded_server(root: Path) -> tuple[object, str]:
-    import pgserver
-
-    server = pgserver.get_server(root / "postgres", cleanup_mode="stop")
-    return server, f"postgresql://postgres@/postgres?host={root / 'postgres'}"
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> dict[str, object]:
@@ -70,11 +65,11 @@ def pg_server() -> Iterator[str]:
         yield url
         return
     root = Path(tempfile.mkdtemp(prefix="waypoint-test-pg-"))
-    server, url = _embedded_server(root)
     try:
-        yield url
+        url = make_url(start_embedded_postgres(root)).set(drivername="postgresql")
+        yield url.render_as_string(hide_password=False)  # plain libpq form, for any client
     finally:
-        server.cleanup()
+        stop_embedded_postgres()
         shutil.rmtree(root, ignore_errors=True)
 
 
