@@ -35,7 +35,16 @@ class IdKind(IntEnum):
 class HnswParams:
     m: int = 16
     ef_construct: int = 100
-    full_scan_threshold: int = 10_000
+    full_scan_threshold: int = 10_000  # KB of vectors, as in Qdrant
+
+    def full_scan_points(self, dim: int) -> int:
+        """`full_scan_threshold` as a number of float32 vectors of `dim`, as Qdrant counts it:
+        up to this many candidates a search scans them exactly instead of walking the graph."""
+        return self.full_scan_threshold * 1024 // (dim * 4)
+
+    def same_graph(self, other: HnswParams) -> bool:
+        """Whether a graph built with `other` is the one these parameters would build."""
+        return (self.m, self.ef_construct) == (other.m, other.ef_construct)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ class Settings:
     data_dir: Path = Path("data")
     api_key: str | None = None
     read_only_api_key: str | None = None
-    exact_threshold: int = 20_000
+    exact_threshold: int | None = None  # None: each collection's full_scan_threshold
     search_threads: int = 2
     build_threads: int = 2
     qdrant_version: str = "1.20.0"
@@ -51,7 +51,7 @@ class Settings:
             data_dir=Path(_env("WAYPOINT_DATA_DIR", "data") or "data"),
             api_key=_env("WAYPOINT_API_KEY"),
             read_only_api_key=_env("WAYPOINT_READ_ONLY_API_KEY"),
-            exact_threshold=int(_env("WAYPOINT_EXACT_THRESHOLD", "20000") or 20000),
+            exact_threshold=int(t) if (t := _env("WAYPOINT_EXACT_THRESHOLD")) else None,
             search_threads=int(_env("WAYPOINT_SEARCH_THREADS", "2") or 2),
             build_threads=int(_env("WAYPOINT_BUILD_THREADS", "2") or 2),
             qdrant_version=_env("WAYPOINT_QDRANT_VERSION", "1.20.0") or "1.20.0",

@@ -228,3 +228,37 @@ def test_exact_scores_do_not_depend_on_the_batch(distance: Distance) -> None:
         np.testing.assert_array_equal(
             scoring.exact_scores(data[rows], query, distance), every[rows]
         )
+
+
+def test_without_a_server_threshold_the_collections_full_scan_threshold_decides() -> None:
+    """Qdrant's rule: `full_scan_threshold` KB of float32 vectors, as a point count."""
+    data = embedding_like(3000, 32, seed=11)
+    segment = Segment(32, Distance.COSINE, HnswParams(full_scan_threshold=100))  # 800 points
+    segment.upsert(list(range(len(data))), data, list(range(1, len(data) + 1)))
+    assert segment.exact_threshold == 100 * 1024 // (32 * 4)
+    while segment.needs_indexing:
+        segment.index_step()
+    assert segment.search(data[0], 10).plan == "hnsw"
+
+    segment.reconfigure(HnswParams(full_scan_threshold=10_000))  # 80,000 points: scan
+    assert not segment.needs_indexing  # same graph parameters: nothing to rebuild
+    assert segment.search(data[0], 10).plan == "exact"
+
+
+def test_new_graph_parameters_rebuild_the_graph_and_searches_go_on_meanwhile() -> None:
+    data = embedding_like(3000, 32, seed=12)
+    segment = filled(data, Distance.DOT, threshold=500)
+    old_graph = segment._graph
+    assert old_graph is not None and (old_graph.M, old_graph.ef_construction) == (16, 100)
+
+    segment.reconfigure(HnswParams(m=8, ef_construct=40))
+    assert segment.needs_indexing
+    before = segment.search(data[1], 10)  # still served by the old graph
+    assert before.plan == "hnsw" and before.ids[0] == 1
+
+    segment.index_step()
+    new_graph = segment._graph
+    assert new_graph is not old_graph and (new_graph.M, new_graph.ef_construction) == (8, 40)
+    assert not segment.needs_indexing
+    after = segment.search(data[1], 10)
+    assert after.plan == "hnsw" and after.ids[0] == 1

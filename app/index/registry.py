@@ -20,8 +20,8 @@ SegmentKey = tuple[int, str]
 
 
 class IndexRegistry:
-    def __init__(self, exact_threshold: int, build_threads: int = 2) -> None:
-        self.exact_threshold = exact_threshold
+    def __init__(self, exact_threshold: int | None, build_threads: int = 2) -> None:
+        self.exact_threshold = exact_threshold  # None: each collection's full_scan_threshold
         self.build_threads = build_threads
         self._segments: dict[SegmentKey, Segment] = {}
         self._columns: dict[int, PayloadColumns] = {}  # namespace id -> declared fields
@@ -33,8 +33,13 @@ class IndexRegistry:
         return self._segments.get((namespace_id, vector_name))
 
     def ensure(self, namespace_id: int, vector_name: str, params: VectorParams) -> Segment:
+        """The segment of (namespace, vector), made on first use, reconfigured when the
+        collection's HNSW parameters have changed since."""
         key = (namespace_id, vector_name)
         segment = self._segments.get(key)
+        if segment is not None and segment.hnsw != params.hnsw:
+            segment.reconfigure(params.hnsw)
+            self.notify()
         if segment is None:
             segment = Segment(
                 params.size,

@@ -2,8 +2,10 @@
 
 Rows are append-only: an upsert of an existing point retires its old row and appends a new
 one, so a row number is a stable label that is never reused (hnswlib labels are row numbers).
-Below `exact_threshold` live points every search is an exact numpy scan; above it an hnswlib
-graph is built in the background and kept current by `index_step()`. Rows appended after the
+Below `exact_threshold` live points (the collection's `full_scan_threshold`, unless the
+server sets one for all) every search is an exact numpy scan; above it an hnswlib graph is
+built in the background and kept current by `index_step()`, and rebuilt there when the
+collection's `m` or `ef_construct` change. Rows appended after the
 graph was last extended are "pending" and scanned exactly, so every search sees every
 committed write (read-your-writes) whatever the indexer is doing.
 """
@@ -44,13 +46,20 @@ class SearchHits:
 
 class Segment:
     def __init__(
-        self, dim: int, distance: Distance, hnsw: HnswParams, exact_threshold: int, threads: int = 2
+        self,
+        dim: int,
+        distance: Distance,
+        hnsw: HnswParams,
+        exact_threshold: int | None = None,
+        threads: int = 2,
     ) -> None:
+        """`exact_threshold`: the server's, for every segment; None: from `hnsw`."""
         self.dim = dim
         self.distance = distance
-        self.hnsw = hnsw
-        self.exact_threshold = exact_threshold
         self.threads = threads
+        self._threshold_override = exact_threshold
+        self.hnsw = hnsw
+        self.exact_threshold = self._exact_threshold()
         self._lock = ReadWriteLock()
         self._vectors = np.zeros((0, dim), dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
@@ -60,9 +69,22 @@ class Segment:
         self._row_of: dict[PointId, int] = {}
         self._count = 0
         self._graph: hnswlib.Index | None = None
+        self._graph_hnsw = hnsw  # the parameters the graph was built with
         self._graph_rows = 0  # rows [0, _graph_rows) have been offered to the graph
         self._graph_live = 0
         self.generation = 0  # bumped by every write: cached filter results check it
+
+    def reconfigure(self, hnsw: HnswParams) -> None:
+        """New HNSW parameters: a new threshold now, a rebuilt graph soon (`needs_indexing`);
+        until it is installed, searches use the current one."""
+        with self._lock.writing():
+            self.hnsw = hnsw
+            self.exact_threshold = self._exact_threshold()
+
+    def _exact_threshold(self) -> int:
+        if self._threshold_override is not None:
+            return self._threshold_override
+        return self.hnsw.full_scan_points(self.dim)
 
     # ----------------------------------------------------------------- writes
 
@@ -507,22 +529,27 @@ class Segment:
     def needs_indexing(self) -> bool:
         if self._graph is None:
             return len(self) > self.exact_threshold
-        return self._graph_rows < self._count
+        return self._graph_outdated or self._graph_rows < self._count
+
+    @property
+    def _graph_outdated(self) -> bool:
+        return not self._graph_hnsw.same_graph(self.hnsw)
 
     def index_step(self) -> None:
-        """One bounded piece of background work: build the graph, or extend it by a chunk."""
-        if self._graph is None:
+        """One bounded piece of background work: build (or rebuild) the graph, or extend it
+        by a chunk."""
+        if self._graph is None or self._graph_outdated:
             self._build_graph()
         else:
             self._extend_graph()
 
-    def _new_graph(self, capacity: int) -> hnswlib.Index:
+    def _new_graph(self, capacity: int, hnsw: HnswParams) -> hnswlib.Index:
         space = "l2" if self.distance is Distance.EUCLID else "ip"
         graph = hnswlib.Index(space=space, dim=self.dim)
         graph.init_index(
             max_elements=max(capacity, 1024),
-            ef_construction=self.hnsw.ef_construct,
-            M=self.hnsw.m,
+            ef_construction=hnsw.ef_construct,
+            M=hnsw.m,
             random_seed=HNSW_SEED,
         )
         return graph
@@ -533,13 +560,15 @@ class Segment:
             rows = self._count
             alive = np.flatnonzero(self._alive[:rows])
             data = self._vectors[alive].copy()
-        graph = self._new_graph(2 * rows)
+            hnsw = self.hnsw
+        graph = self._new_graph(2 * rows, hnsw)
         graph.add_items(data, alive, num_threads=self.threads)
         with self._lock.writing():
             died = alive[~self._alive[alive]]
             for row in died:
                 graph.mark_deleted(int(row))
             self._graph = graph
+            self._graph_hnsw = hnsw
             self._graph_rows = rows
             self._graph_live = len(alive) - len(died)
 

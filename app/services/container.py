@@ -65,7 +65,6 @@ class Services:
             self.registry,
             self.cpu,
             self.counters,
-            exact_threshold=settings.exact_threshold,
             max_sessions=settings.max_sessions,
             max_sessions_per_key=settings.max_sessions_per_key,
             cache_size=settings.session_cache,

@@ -153,7 +153,6 @@ class SessionService:
         cpu: CpuPool,
         counters: Counters,
         *,
-        exact_threshold: int,
         max_sessions: int,
         max_sessions_per_key: int,
         cache_size: int = 1024,
@@ -162,7 +161,6 @@ class SessionService:
         self.catalog = catalog
         self.registry = registry
         self.cpu = cpu
-        self.exact_threshold = exact_threshold
         self.max_sessions = max_sessions
         self.max_sessions_per_key = max_sessions_per_key
         self.cache_size = cache_size
@@ -334,7 +332,7 @@ class SessionService:
             allow=allow,
             expected_matches=gate.expected(segment),
             ef=max(spec.hnsw_ef or 128, 16),
-            exact_threshold=self.exact_threshold,
+            exact_threshold=segment.exact_threshold,
             mode="exact" if state else None,
         )
         return LiveQuery(engine, gate, 0)
