@@ -23,6 +23,13 @@ class BadRequest(WaypointError):
     status = 400
 
 
+class UnknownVectorName(BadRequest):
+    """A vector name the collection does not have (Qdrant's wording)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Wrong input: Not existing vector name error: {name or '(unnamed)'}")
+
+
 class ValidationFailed(WaypointError):
     """The request body does not have the documented shape or types."""
 

@@ -74,6 +74,14 @@ async def insert_collection(
     return collection_id
 
 
+async def update_collection_config(
+    conn: AsyncConnection, collection_id: int, config: dict[str, Any]
+) -> bool:
+    """Replace the collection's stored settings; False if it was deleted meanwhile."""
+    stmt = sa.update(collections).where(collections.c.id == collection_id).values(config=config)
+    return (await conn.execute(stmt)).rowcount == 1
+
+
 async def select_collections(conn: AsyncConnection) -> list[sa.Row]:
     stmt = sa.select(
         collections.c.id, collections.c.name, collections.c.config, collections.c.dialect

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from app.db import aliases as alias_sql
 from app.db import payload_indexes as payload_index_sql
 from app.db import repository
 from app.db.database import Database
-from app.errors import AlreadyExists, BadRequest, CollectionNotFound, NotFound
+from app.errors import AlreadyExists, BadRequest, CollectionNotFound, NotFound, UnknownVectorName
 from app.index.registry import IndexRegistry
-from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, config_to_json
+from app.models import (
+    DEFAULT_VECTOR,
+    Collection,
+    CollectionConfig,
+    config_to_json,
+    hnsw_from_json,
+)
 from app.services.building import BuildBoard
 from app.services.catalog import Catalog
 from app.services.sync import ChangeSignal
@@ -29,6 +37,46 @@ class AliasAction:
     alias: str
     collection: str | None = None  # create: the collection the alias points at
     new_alias: str | None = None  # rename: the alias's new name
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """A partial update of a collection's settings (Qdrant's `PATCH /collections/{name}`).
+
+    Every part holds only the fields the caller sent, already checked for type and range.
+    HNSW fields merge into the collection's and each vector's own; a vector without its
+    own HNSW fields follows the collection's, as at creation.
+    """
+
+    hnsw: dict[str, int] = field(default_factory=dict)
+    vectors: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> changed fields
+    optimizers: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # other top-level fields, replaced
+
+    def apply(self, config: CollectionConfig) -> CollectionConfig:
+        for name in self.vectors:
+            if name not in config.vectors:
+                raise UnknownVectorName(name)
+        sent = {**config.as_sent, **self.settings}
+        _merge(sent, "hnsw_config", self.hnsw)
+        _merge(sent, "optimizers_config", self.optimizers)
+        hnsw = hnsw_from_json(sent.get("hnsw_config") or {})
+        vectors = {}
+        for name, params in config.vectors.items():
+            own = self.vectors.get(name, {})
+            vector_sent = {**params.as_sent, **own}
+            vector_sent.pop("hnsw_config", None)
+            _merge(vector_sent, "hnsw_config", params.as_sent.get("hnsw_config"))
+            _merge(vector_sent, "hnsw_config", own.get("hnsw_config"))
+            vector_hnsw = hnsw_from_json(vector_sent.get("hnsw_config") or {}, hnsw)
+            vectors[name] = dataclasses.replace(params, hnsw=vector_hnsw, as_sent=vector_sent)
+        return dataclasses.replace(config, vectors=vectors, hnsw=hnsw, as_sent=sent)
+
+
+def _merge(sent: dict[str, Any], key: str, change: dict[str, Any] | None) -> None:
+    """Merge `change` into the object `sent[key]` (left out while it would be empty)."""
+    if change:
+        sent[key] = {**(sent.get(key) or {}), **change}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +133,23 @@ class CollectionService:
                 self.registry.ensure(namespace_id, vector_name, params)
         self.catalog.add(collection)
         self.on_commit()
+
+    async def update(self, name: str, change: ConfigChange) -> None:
+        """Apply `change` to the collection's settings; segments whose graph parameters
+        changed rebuild their graphs in the background (searches go on meanwhile)."""
+        async with self.catalog_lock:
+            collection = self.catalog.get(name)
+            config = change.apply(collection.config)
+            async with self.db.begin() as conn:
+                if not await repository.update_collection_config(
+                    conn, collection.id, config_to_json(config)
+                ):
+                    raise CollectionNotFound(name)
+            collection.config = config
+            for namespace_id in collection.namespaces.values():
+                for vector_name, params in config.vectors.items():
+                    self.registry.ensure(namespace_id, vector_name, params)
+            self.on_commit()
 
     async def delete(self, name: str) -> bool:
         async with self.catalog_lock:

@@ -19,7 +19,7 @@ import numpy as np
 from app.db import ordering, payload_indexes, repository
 from app.db.database import Database
 from app.db.repository import PointWrite
-from app.errors import BadRequest, CollectionNotFound, ValidationFailed
+from app.errors import BadRequest, CollectionNotFound, UnknownVectorName, ValidationFailed
 from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, point_id_key, wire_point_id
 from app.services.catalog import Catalog
@@ -97,8 +97,7 @@ def check_vector(collection: Collection, name: str, values: Sequence[float]) -> 
     """The vector as float32 after Qdrant's checks: known name, right size, finite."""
     params = collection.config.vectors.get(name)
     if params is None:
-        shown = name or "(unnamed)"
-        raise BadRequest(f"Wrong input: Not existing vector name error: {shown}")
+        raise UnknownVectorName(name)
     try:
         vector = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):

@@ -150,7 +150,8 @@ class ChangeFeed:
             old = known.get(collection_id)
             if old is None:
                 self.catalog.add(collection)
-            else:  # namespaces may have been created, renamed or dropped
+            else:  # its settings may have changed; namespaces created, renamed or dropped
+                old.config = collection.config
                 gone = set(old.namespaces.values()) - set(collection.namespaces.values())
                 self.registry.drop_namespaces(gone)
                 old.namespaces.clear()

@@ -12,7 +12,7 @@ from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
 from app.api.qdrant import parse, render, schemas
-from app.errors import BadRequest, NotFound
+from app.errors import NotFound, UnknownVectorName
 from app.services.container import Services
 from app.services.groups import GroupService, GroupSpec
 from app.services.search import SearchRequest, SearchResult
@@ -74,7 +74,7 @@ class CollectionsController(Controller):
         collection_name: str,
         data: schemas.UpdateCollection,
     ) -> Response:
-        services.collections.get(collection_name)  # 404 for a missing collection
+        await services.collections.update(collection_name, parse.collection_change(data))
         return qdrant_ok(request, True)
 
     @get("/{collection_name:str}")
@@ -260,7 +260,7 @@ class PointsController(Controller):
         collection = services.collections.get(collection_name)
         for name in data.vector:
             if name not in collection.config.vectors:
-                raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+                raise UnknownVectorName(name)
         operation_id = await services.points.write(collection_name, [parse.delete_vectors(data)])
         return qdrant_ok(request, update_result(operation_id, wait))
 

@@ -21,7 +21,7 @@ from app.models import (
     hnsw_from_json,
 )
 from app.services import writes
-from app.services.collections import AliasAction
+from app.services.collections import AliasAction, ConfigChange
 from app.services.groups import GroupSpec, Lookup
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import OrderBy, PointInput, PointService
@@ -55,7 +55,7 @@ def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
     if not isinstance(raw, dict):
         raise BadRequest(f"Wrong input: {where} must be an object with size and distance")
     size, distance = raw.get("size"), raw.get("distance")
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65_536:
+    if not _is_int(size) or not 1 <= size <= 65_536:
         raise BadRequest(f"Wrong input: {where}.size must be an integer from 1 to 65536")
     if distance not in _DISTANCES:
         raise BadRequest(
@@ -72,17 +72,78 @@ def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
 
 
 def _hnsw(raw: Any, base: HnswParams) -> HnswParams:
+    return hnsw_from_json(_hnsw_fields(raw), base)
+
+
+def _hnsw_fields(raw: Any, where: str = "hnsw_config") -> dict[str, int]:
+    """The HNSW fields `raw` sets (m, ef_construct, full_scan_threshold), each in range."""
     if raw is None:
-        return base
+        return {}
     if not isinstance(raw, dict):
-        raise BadRequest("Wrong input: hnsw_config must be an object")
+        raise BadRequest(f"Wrong input: {where} must be an object")
     values = {k: v for k, v in raw.items() if v is not None and k in _HNSW_INTS}
-    if any(not isinstance(v, int) or isinstance(v, bool) for v in values.values()):
-        raise BadRequest(f"Wrong input: hnsw_config {', '.join(_HNSW_INTS)} must be integers")
-    params = hnsw_from_json(values, base)
+    if not all(_is_int(v) for v in values.values()):
+        raise BadRequest(f"Wrong input: {where} {', '.join(_HNSW_INTS)} must be integers")
+    params = hnsw_from_json(values)
     if not 2 <= params.m <= 512 or not 4 <= params.ef_construct <= 4096:
-        raise BadRequest("Wrong input: hnsw_config.m must be 2..512, ef_construct 4..4096")
+        raise BadRequest(f"Wrong input: {where}.m must be 2..512, ef_construct 4..4096")
+    if params.full_scan_threshold < 10:
+        raise BadRequest(f"Wrong input: {where}.full_scan_threshold must be 10 or larger")
+    return values
+
+
+def collection_change(body: schemas.UpdateCollection) -> ConfigChange:
+    """`PATCH /collections/{name}`: the settings to change, checked before anything is."""
+    if body.sparse_vectors:
+        raise BadRequest("Wrong input: sparse vectors are not supported")
+    settings = _collection_params(body.params)
+    if body.quantization_config is not None:  # "Disabled" removes it
+        quantization = body.quantization_config
+        settings["quantization_config"] = None if quantization == "Disabled" else quantization
+    if body.strict_mode_config is not None:
+        settings["strict_mode_config"] = body.strict_mode_config
+    return ConfigChange(
+        hnsw=_hnsw_fields(body.hnsw_config),
+        vectors={
+            name: _vector_change(name, raw)
+            for name, raw in _object(body.vectors, "vectors").items()
+        },
+        optimizers=_object(body.optimizers_config, "optimizers_config"),
+        settings=settings,
+    )
+
+
+def _collection_params(raw: Any) -> dict[str, Any]:
+    params = _object(raw, "params")
+    for key in ("replication_factor", "write_consistency_factor", "read_fan_out_factor"):
+        value = params.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise BadRequest(f"Wrong input: params.{key} must be a positive integer")
+    if not isinstance(params.get("on_disk_payload", False), bool):
+        raise BadRequest("Wrong input: params.on_disk_payload must be true or false")
     return params
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _vector_change(name: str, raw: Any) -> dict[str, Any]:
+    where = f"vectors.{name}" if name else "vectors"
+    change = _object(raw, where)
+    if change.get("hnsw_config") is not None:
+        change["hnsw_config"] = _hnsw_fields(change["hnsw_config"], f"{where}.hnsw_config")
+    if not isinstance(change.get("on_disk", False), bool | None):
+        raise BadRequest(f"Wrong input: {where}.on_disk must be true or false")
+    return change
+
+
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest(f"Wrong input: {where} must be an object")
+    return dict(raw)
 
 
 def _jsonable(body: Any) -> dict[str, Any]:

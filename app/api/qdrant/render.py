@@ -91,6 +91,7 @@ def collection_info(collection: Collection, stats: CollectionStats) -> dict[str,
             },
             "optimizer_config": optimizer,
             "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
+            "quantization_config": sent.get("quantization_config"),  # stored, not applied
         },
         "payload_schema": {},
     }

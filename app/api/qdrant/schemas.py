@@ -29,9 +29,13 @@ class CreateCollection(Body):
 
 
 class UpdateCollection(Body):
-    optimizers_config: dict[str, Any] | None = None
-    params: dict[str, Any] | None = None
-    hnsw_config: dict[str, Any] | None = None
+    vectors: Any = None
+    optimizers_config: Any = None
+    params: Any = None
+    hnsw_config: Any = None
+    quantization_config: Any = None
+    sparse_vectors: Any = None
+    strict_mode_config: Any = None
 
 
 class PointStruct(Body):
