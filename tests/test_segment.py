@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.index import scoring
-from app.index.segment import Segment
+from app.index.segment import FILTERED_SCAN_BYTES, Segment
 from app.models import Distance, HnswParams
 
 
@@ -243,6 +243,22 @@ def test_without_a_server_threshold_the_collections_full_scan_threshold_decides(
     segment.reconfigure(HnswParams(full_scan_threshold=10_000))  # 80,000 points: scan
     assert not segment.needs_indexing  # same graph parameters: nothing to rebuild
     assert segment.search(data[0], 10).plan == "exact"
+
+
+def test_a_filters_candidates_are_scanned_up_to_a_floor_the_graph_costs_more_below() -> None:
+    data = embedding_like(3000, 32, seed=13)
+    segment = Segment(32, Distance.COSINE, HnswParams(full_scan_threshold=10))  # 80 points
+    segment.upsert(list(range(len(data))), data, list(range(1, len(data) + 1)))
+    while segment.needs_indexing:
+        segment.index_step()
+    half = np.arange(0, 3000, 2)
+    assert segment.filtered_threshold == FILTERED_SCAN_BYTES // (4 * 32)
+    assert segment.search(data[0], 10).plan == "hnsw"
+    assert segment.search(data[0], 10, allowed=half).plan == "exact"
+
+    overridden = filled(data, Distance.COSINE, threshold=80)  # the server's: for both
+    assert overridden.filtered_threshold == overridden.exact_threshold == 80
+    assert overridden.search(data[0], 10, allowed=half).plan == "hnsw"
 
 
 def test_new_graph_parameters_rebuild_the_graph_and_searches_go_on_meanwhile() -> None:

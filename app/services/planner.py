@@ -4,7 +4,7 @@
    payload columns give the exact matches in microseconds.
 2. Otherwise, in a segment too large to scan, a random sample of 512 live points is
    checked in PostgreSQL (one query by primary key) to estimate the share of matches.
-   A broad filter (over 5 % and over the exact threshold) is not listed: the graph is
+   A broad filter (over 5 % and over the segment's `filtered_threshold`) is not listed: the graph is
    searched unfiltered and the results confirmed in PostgreSQL, widening the search until
    `limit` of them match (`SearchService`).
 3. Else PostgreSQL lists the matches (the compiled filter, served by payload indexes).
@@ -12,7 +12,7 @@
 Listed matches are cached per (namespace, vector, filter) until the segment's next write or
 a change of declared fields, so a filter that repeats — a tenant, a category — costs a
 dictionary lookup. With their exact number known, the segment scans them exactly when they
-are few (at most the exact threshold) and searches the graph with them as an allow-bitmap
+are few (at most `filtered_threshold`) and searches the graph with them as an allow-bitmap
 otherwise, widening `ef` by the inverse selectivity.
 """
 
@@ -90,9 +90,9 @@ class FilterPlanner:
             rows = await self.cpu.run(_rows_from_columns, columns, segment, node)
             if rows is not None:
                 return Candidates(rows, "memory", 0.0, len(rows))
-        if may_sample and len(segment) > segment.exact_threshold:
+        if may_sample and len(segment) > segment.filtered_threshold:
             estimate = await self._estimate(namespace_id, segment, node)
-            if estimate > max(segment.exact_threshold, POSTFILTER_SHARE * len(segment)):
+            if estimate > max(segment.filtered_threshold, POSTFILTER_SHARE * len(segment)):
                 return Candidates(None, "sampled", 0.0, estimate)
         async with self.db.connect() as conn:
             found = await matching_ids(

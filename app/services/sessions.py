@@ -332,7 +332,7 @@ class SessionService:
             allow=allow,
             expected_matches=gate.expected(segment),
             ef=max(spec.hnsw_ef or 128, 16),
-            exact_threshold=segment.exact_threshold,
+            exact_threshold=segment.filtered_threshold,
             mode="exact" if state else None,
         )
         return LiveQuery(engine, gate, 0)
