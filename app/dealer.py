@@ -50,6 +50,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.context import SpawnProcess
 
 import uvicorn
@@ -115,6 +116,7 @@ class Supervisor:
         """Serve until SIGINT or SIGTERM (or a worker that cannot start); the exit code."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        _start_resource_tracker_deaf_to_hangups()
         signal.signal(signal.SIGHUP, self._on_hangup)
         log.info("Started parent process, dealing connections to %d workers", self.config.workers)
         try:
@@ -342,6 +344,20 @@ def set_readiness(check: Callable[[], bool]) -> None:
     workers first. Harmless where no supervisor deals (one worker: nothing reads it)."""
     global _readiness
     _readiness = check
+
+
+def _start_resource_tracker_deaf_to_hangups() -> None:
+    """Start multiprocessing's resource tracker now, with SIGHUP ignored (an ignored signal
+    stays ignored across exec), rather than at the first worker start.
+
+    A hang-up sent to the process group (a closed terminal) restarts the workers; the
+    tracker, which ignores only SIGINT and SIGTERM itself, would die of it instead.
+    """
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def run_worker(config: uvicorn.Config, sockets: list[socket.socket]) -> None:

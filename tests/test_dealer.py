@@ -286,6 +286,24 @@ def test_workers_leave_sighup_to_their_supervisor(server_factory) -> None:
     assert all(_running(pid) for pid in workers)
 
 
+def test_the_resource_tracker_outlives_a_hang_up(server_factory) -> None:
+    """A hang-up sent to the whole process group reaches multiprocessing's resource tracker
+    too; it must ignore it (dying, it would be relaunched by the next worker start with a
+    warning, and its record of the workers' shared resources would be lost)."""
+    server = server_factory(TWO_WORKERS)
+    assert server.process is not None
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    trackers = [
+        int(pid)
+        for pid in children.read_text().split()
+        if b"resource_tracker" in _cmdline(int(pid))
+    ]
+    assert len(trackers) == 1
+    os.kill(trackers[0], signal.SIGHUP)
+    time.sleep(0.5)
+    assert _running(trackers[0])
+
+
 BREAKS_ON_RESTART = """
 import os, sys
 if os.path.exists(os.path.join(os.path.dirname(__file__), "broken")):
