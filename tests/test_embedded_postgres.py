@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import ROOT, LiveServer
 
 
 def postmaster_pid(data_dir: Path) -> int:
@@ -87,3 +90,19 @@ def test_a_server_after_a_killed_one_stops_the_postgres_it_took_over(data_dir: P
     successor.stop()
 
     assert wait_until_stopped(postgres), "the dead server's handle kept PostgreSQL running"
+
+
+def test_a_migrate_run_beside_the_server_leaves_its_postgres_running(data_dir: Path) -> None:
+    """Each process holding the embedded PostgreSQL counts; only the last one stops it."""
+    server = embedded_server(data_dir)
+    postgres = postmaster_pid(data_dir)
+    env = {**os.environ, "DATABASE_URL": "", "WAYPOINT_DATA_DIR": str(data_dir)}
+    migrated = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, capture_output=True
+    )
+    assert migrated.returncode == 0, migrated.stderr.decode()[-2000:]
+
+    assert is_running(postgres)
+    assert httpx.get(f"{server.url}/collections", timeout=10).status_code == 200
+    server.stop()
+    assert wait_until_stopped(postgres)
