@@ -96,36 +96,56 @@ def test_graph_path_orders_near_ties_exactly(distance: Distance) -> None:
     assert graph.scores == exact.scores
 
 
+def spy_on_filtered_paths(segment: Segment) -> list[str]:
+    """Record which filtered graph path each search takes: "after" (unfiltered search, then
+    the filter) or "inside" (hnswlib's filtered search)."""
+    taken: list[str] = []
+    after, inside = segment._postfiltered, segment._graph_filtered
+    segment._postfiltered = lambda *a: taken.append("after") or after(*a)
+    segment._graph_filtered = lambda *a: taken.append("inside") or inside(*a)
+    return taken
+
+
 @pytest.mark.parametrize("distance", [Distance.COSINE, Distance.EUCLID])
-@pytest.mark.parametrize("every", [3, 5])
-def test_filtered_graph_path_orders_near_ties_exactly(distance: Distance, every: int) -> None:
+@pytest.mark.parametrize(("every", "k", "path"), [(3, 10, "after"), (5, 100, "inside")])
+def test_filtered_graph_path_orders_near_ties_exactly(
+    distance: Distance, every: int, k: int, path: str
+) -> None:
     """The same near-copies behind a filter, on both filtered graph paths: 2 of 3 rows pass
-    (an unfiltered search, filtered after) or 1 of 5 (hnswlib's filtered search). Both
-    return several times k results, and again only those near the k-th are re-scored."""
+    and k is 10 (enough pass among an unfiltered search's results: filtered after), or 1 of
+    5 with k 100 (too few would: hnswlib's filtered search). Both return several times k
+    results, and again only those near the k-th are re-scored."""
     data, segment, centre = near_copies(distance, threshold=500)
     keep = np.arange(len(data)) % every
     allowed = np.flatnonzero(keep != 0) if every == 3 else np.flatnonzero(keep == 0)
-    graph = segment.search(centre, 10, allowed=allowed)
-    exact = segment.search(centre, 10, allowed=allowed, exact=True)
+    taken = spy_on_filtered_paths(segment)
+    graph = segment.search(centre, k, allowed=allowed)
+    exact = segment.search(centre, k, allowed=allowed, exact=True)
     assert (graph.plan, exact.plan) == ("hnsw", "exact")
-    expected = [int(allowed[i]) for i in brute_force(data[allowed], centre, distance, 10)[0]]
+    assert taken == [path]
+    expected = [int(allowed[i]) for i in brute_force(data[allowed], centre, distance, k)[0]]
     assert graph.ids == exact.ids == expected
     assert graph.scores == exact.scores
 
 
-@pytest.mark.parametrize("share", [0.6, 0.3, 0.12])
-def test_filtered_graph_path_recall(share: float) -> None:
-    """Common filters (>= 25 % of rows) are applied after an unfiltered graph search, rarer
-    ones inside it: both keep the unfiltered path's recall."""
+@pytest.mark.parametrize(
+    ("share", "k", "path"),
+    [(0.6, 10, "after"), (0.3, 10, "after"), (0.12, 10, "after"), (0.12, 100, "inside")],
+)
+def test_filtered_graph_path_recall(share: float, k: int, path: str) -> None:
+    """A filter is applied after an unfiltered graph search when enough of its results
+    should pass (3 k), inside hnswlib's search otherwise: both keep the unfiltered recall."""
     data = embedding_like(6000, 32, seed=3)
     segment = filled(data, Distance.COSINE, threshold=500)
     allowed = np.flatnonzero(np.random.default_rng(12).random(len(data)) < share)
+    taken = spy_on_filtered_paths(segment)
     recall = []
     for query in embedding_like(50, 32, seed=4):
-        hits = segment.search(query, 10, allowed=allowed)
+        hits = segment.search(query, k, allowed=allowed)
         assert hits.plan == "hnsw"
-        truth = allowed[brute_force(data[allowed], query, Distance.COSINE, 10)[0]]
-        recall.append(len(set(hits.ids) & set(truth.tolist())) / 10)
+        truth = allowed[brute_force(data[allowed], query, Distance.COSINE, k)[0]]
+        recall.append(len(set(hits.ids) & set(truth.tolist())) / k)
+    assert set(taken) == {path}
     assert np.mean(recall) >= 0.95
 
 
