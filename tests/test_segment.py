@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from app.index import scoring
+from app.index.registry import IndexRegistry
 from app.index.segment import FILTERED_SCAN_BYTES, Segment
-from app.models import Distance, HnswParams
+from app.models import Distance, HnswParams, VectorParams
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -298,3 +299,20 @@ def test_new_graph_parameters_rebuild_the_graph_and_searches_go_on_meanwhile() -
     assert not segment.needs_indexing
     after = segment.search(data[1], 10)
     assert after.plan == "hnsw" and after.ids[0] == 1
+
+
+def test_only_configure_changes_a_segments_parameters() -> None:
+    """A write path reads the collection's settings and asks the registry for its segment,
+    possibly on a pool thread while a settings change is applied: a stale read must not
+    reconfigure the segment back. Only `configure` (the catalog's owners) changes them."""
+    registry = IndexRegistry(None)
+    old = VectorParams(4, Distance.COSINE)
+    new = VectorParams(4, Distance.COSINE, HnswParams(m=8))
+    segment = registry.ensure(1, "", old)
+
+    registry.configure([1, 2], {"": new})
+    assert segment.hnsw.m == 8
+    assert registry.get(2, "").hnsw.m == 8  # made, with the new parameters
+
+    assert registry.ensure(1, "", old) is segment
+    assert segment.hnsw.m == 8

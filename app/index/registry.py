@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from app.index.payload_columns import PayloadColumns
 from app.index.segment import Segment
@@ -33,13 +34,9 @@ class IndexRegistry:
         return self._segments.get((namespace_id, vector_name))
 
     def ensure(self, namespace_id: int, vector_name: str, params: VectorParams) -> Segment:
-        """The segment of (namespace, vector), made on first use, reconfigured when the
-        collection's HNSW parameters have changed since."""
+        """The segment of (namespace, vector), made on first use (`params` are used then)."""
         key = (namespace_id, vector_name)
         segment = self._segments.get(key)
-        if segment is not None and segment.hnsw != params.hnsw:
-            segment.reconfigure(params.hnsw)
-            self.notify()
         if segment is None:
             segment = Segment(
                 params.size,
@@ -50,6 +47,24 @@ class IndexRegistry:
             )
             self._segments[key] = segment
         return segment
+
+    def configure(self, namespace_ids: Iterable[int], vectors: dict[str, VectorParams]) -> None:
+        """Give these namespaces a segment per vector with these parameters: missing ones are
+        made, others with different HNSW parameters reconfigured (graphs rebuilt meanwhile).
+
+        Only the catalog's keepers call this, under its lock (collection changes, the change
+        feed). Write paths call `ensure` with the settings they read, perhaps on a pool
+        thread as a change is applied: a stale read must not reconfigure a segment back.
+        """
+        changed = False
+        for namespace_id in namespace_ids:
+            for vector_name, params in vectors.items():
+                segment = self.ensure(namespace_id, vector_name, params)
+                if segment.hnsw != params.hnsw:
+                    segment.reconfigure(params.hnsw)
+                    changed = True
+        if changed:
+            self.notify()
 
     def columns(self, namespace_id: int) -> PayloadColumns | None:
         """The in-memory payload columns of a namespace (None: no declared fields)."""

@@ -128,9 +128,7 @@ class CollectionService:
                 if row.collection_id == collection_id
             }
         collection = Collection(collection_id, name, config, dialect, namespaces)
-        for namespace_id in namespaces.values():
-            for vector_name, params in config.vectors.items():
-                self.registry.ensure(namespace_id, vector_name, params)
+        self.registry.configure(namespaces.values(), config.vectors)
         self.catalog.add(collection)
         self.on_commit()
 
@@ -146,9 +144,7 @@ class CollectionService:
                 ):
                     raise CollectionNotFound(name)
             collection.config = config
-            for namespace_id in collection.namespaces.values():
-                for vector_name, params in config.vectors.items():
-                    self.registry.ensure(namespace_id, vector_name, params)
+            self.registry.configure(collection.namespaces.values(), config.vectors)
             self.on_commit()
 
     async def delete(self, name: str) -> bool:
@@ -219,8 +215,7 @@ class CollectionService:
                     raise CollectionNotFound(name)
                 namespace_id = await repository.ensure_namespace(conn, collection.id, namespace)
             collection.namespaces[namespace] = namespace_id
-            for vector_name, params in collection.config.vectors.items():
-                self.registry.ensure(namespace_id, vector_name, params)
+            self.registry.configure([namespace_id], collection.config.vectors)
             self.on_commit()
         return namespace_id
 

@@ -159,8 +159,7 @@ class ChangeFeed:
             target = self.catalog.get(collection.name)
             for namespace_id in target.namespaces.values():
                 self.applied.setdefault(namespace_id, 0)
-                for vector_name, params in target.config.vectors.items():
-                    self.registry.ensure(namespace_id, vector_name, params)
+            self.registry.configure(target.namespaces.values(), target.config.vectors)
 
     async def _apply_point_changes(self) -> None:
         live = {
