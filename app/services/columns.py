@@ -15,6 +15,7 @@ answer nothing until the read is complete.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,7 @@ from app.db import payload_indexes, repository
 from app.db.database import Database
 from app.index.payload_columns import PayloadColumns
 from app.index.registry import IndexRegistry
+from app.models import Collection
 from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
 
@@ -37,19 +39,24 @@ class ColumnKeeper:
         self.registry = registry
         self.cpu = cpu
 
-    async def sync(self, snapshot: AsyncConnection | None = None) -> None:
+    async def sync(
+        self,
+        snapshot: AsyncConnection | None = None,
+        collections: Iterable[Collection] | None = None,
+    ) -> None:
         """Rebuild the columns of every namespace whose declared fields changed.
 
         `snapshot` is the start-up load's transaction, whose high-water marks the change
         feed continues from; without it every rebuild reads a snapshot of its own, taken
-        after its new columns are installed.
+        after its new columns are installed. `collections` defaults to the catalog's; the
+        change feed passes those it is about to publish.
         """
         if snapshot is None:
             async with self.db.connect() as conn:
                 declared = await payload_indexes.declared_fields(conn)
         else:
             declared = await payload_indexes.declared_fields(snapshot)
-        for collection in self.catalog.all():
+        for collection in self.catalog.all() if collections is None else collections:
             fields = declared.get(collection.id, frozenset())
             for namespace_id in collection.namespaces.values():
                 current = self.registry.columns(namespace_id)

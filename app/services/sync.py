@@ -126,19 +126,28 @@ class ChangeFeed:
             self._seen = generation  # nobody else wrote in between: nothing to fetch
 
     async def catch_up(self, force: bool = False) -> None:
+        """Apply what PostgreSQL holds beyond what this worker has: collections, then points.
+
+        A collection or namespace new to this worker is published only once its points are
+        in its segments: requests answered meanwhile do not know it yet, rather than find
+        it empty.
+        """
         async with self.lock:
             target = self.signal.current()
             if target == self._seen and not force:
                 return
-            await self._reload_catalog()
-            await self.columns.sync()
-            await self._apply_point_changes()
+            fresh = Catalog()
+            async with self.db.connect() as conn:
+                await fresh.load(conn)
+            for collection in fresh.all():
+                self.registry.configure(collection.namespaces.values(), collection.config.vectors)
+            await self.columns.sync(collections=fresh.all())
+            await self._apply_point_changes(fresh)
+            self._publish(fresh)
             self._seen = target
 
-    async def _reload_catalog(self) -> None:
-        fresh = Catalog()
-        async with self.db.connect() as conn:
-            await fresh.load(conn)
+    def _publish(self, fresh: Catalog) -> None:
+        """Make this worker's catalog what PostgreSQL's was when `fresh` was read."""
         self.catalog.set_aliases(fresh.aliases())
         known = {c.id: c for c in self.catalog.all()}
         current = {c.id: c for c in fresh.all()}
@@ -156,18 +165,14 @@ class ChangeFeed:
                 self.registry.drop_namespaces(gone)
                 old.namespaces.clear()
                 old.namespaces.update(collection.namespaces)
-            target = self.catalog.get(collection.name)
-            for namespace_id in target.namespaces.values():
-                self.applied.setdefault(namespace_id, 0)
-            self.registry.configure(target.namespaces.values(), target.config.vectors)
 
-    async def _apply_point_changes(self) -> None:
+    async def _apply_point_changes(self, fresh: Catalog) -> None:
         live = {
             namespace_id: collection
-            for collection in self.catalog.all()
+            for collection in fresh.all()
             for namespace_id in collection.namespaces.values()
         }
-        since = {ns: self.applied.get(ns, 0) for ns in live}
+        since = {ns: self.applied.setdefault(ns, 0) for ns in live}
         if not since:
             return
         async with self.db.connect() as conn:
