@@ -80,10 +80,10 @@ def add_pair_arguments(ap: argparse.ArgumentParser, rounds: int) -> None:
     ap.add_argument("--cache-dir", type=Path, default=REPO / "bench-out" / "data")
 
 
-def round_order(round_no: int) -> tuple[str, ...]:
-    """Which system goes first in a round, alternating (ABBA): drift within a round then
+def round_order(round_no: int, sides: tuple[str, ...] = SYSTEMS) -> tuple[str, ...]:
+    """Which side goes first in a round, alternating (ABBA): drift within a round then
     moves both sides of its ratio alike."""
-    return SYSTEMS if round_no % 2 == 0 else SYSTEMS[::-1]
+    return sides if round_no % 2 == 0 else sides[::-1]
 
 
 def pg_server_pids(dsn: str, table: str) -> list[int]:
