@@ -190,6 +190,33 @@ def test_expression_hints_only_for_declared_fields() -> None:
     assert "waypoint_ts_max" in str(declared.compile(dialect=postgresql.dialect()))
 
 
+def test_the_datetime_function_matches_its_expression_once(database_url: str) -> None:
+    """Each `m[...]` of waypoint_ts_epoch's body re-ran the regular expression once the
+    planner pulled the match up (1 ms a call); its plan must hold the match once."""
+    from app.db.functions import _TS_EPOCH
+    from app.db.migrate import upgrade_async
+
+    asyncio.run(upgrade_async(database_url))
+
+    async def run() -> tuple[str, str, str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            query = f"SELECT ({_TS_EPOCH}) FROM (VALUES ('2024-02-03'), ('x')) AS strings(s)"
+            plan = await conn.fetch("EXPLAIN (VERBOSE) " + query)
+            stored = await conn.fetchval(
+                "SELECT prosrc FROM pg_proc WHERE proname = 'waypoint_ts_epoch'"
+            )
+            epoch = await conn.fetchval("SELECT waypoint_ts_epoch('2024-02-03T04:05:06.5+01:00')")
+            return "\n".join(r[0] for r in plan), stored, epoch
+        finally:
+            await conn.close()
+
+    plan, stored, epoch = asyncio.run(run())
+    assert plan.count("regexp_match") == 1, plan
+    assert stored.strip() == _TS_EPOCH.strip()  # what the migrations installed
+    assert epoch == 1706929506.5  # 2024-02-03T03:05:06.5Z
+
+
 def point_indexes(database_url: str) -> set[str]:
     async def run() -> set[str]:
         conn = await asyncpg.connect(database_url)

@@ -57,6 +57,8 @@ def _extreme(aggregate: str, value: str, where: str, unknown: str = "") -> str:
 
 # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil), in
 # integer arithmetic that cannot fail: a date the exact test rejects gets some number.
+# `OFFSET 0` keeps the planner from pulling the match up into the outer query, where each of
+# the dozen `m[...]` would run the regular expression again (1 ms a call instead of 0.06).
 _TS_EPOCH = f"""
     SELECT ((y / 400) * 146097 + (y - (y / 400) * 400) * 365 + (y - (y / 400) * 400) / 4
             - (y - (y / 400) * 400) / 100 + (153 * mod(mo + 9, 12) + 2) / 5 + d - 1
@@ -69,7 +71,7 @@ _TS_EPOCH = f"""
                ('0.' || left(coalesce(m[7], '0'), 6))::numeric AS frac,
                CASE m[9] WHEN '-' THEN -1 WHEN '+' THEN 1 ELSE 0 END
                    * (coalesce(m[10], '0')::int * 60 + coalesce(m[11], '0')::int) AS off
-        FROM (SELECT regexp_match(s, {sql_string(DATETIME)}) AS m) AS matched
+        FROM (SELECT regexp_match(s, {sql_string(DATETIME)}) AS m OFFSET 0) AS matched
         WHERE m IS NOT NULL
     ) AS parts
 """
