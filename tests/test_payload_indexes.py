@@ -190,6 +190,33 @@ def test_expression_hints_only_for_declared_fields() -> None:
     assert "waypoint_ts_max" in str(declared.compile(dialect=postgresql.dialect()))
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"must_not": [{"key": "when", "range": {"gt": "2024-01-01T00:00:00Z"}}]},
+        {"must_not": [{"key": "cat", "match": {"value": "c7"}}]},
+        {
+            "min_should": {
+                "conditions": [
+                    {"key": "when", "range": {"gt": "2024-01-01T00:00:00Z"}},
+                    {"key": "cat", "match": {"value": "c7"}},
+                ],
+                "min_count": 1,
+            }
+        },
+    ],
+    ids=["must_not range", "must_not match", "min_should"],
+)
+def test_no_index_hints_where_no_index_can_serve(spec: dict) -> None:
+    """Under NOT or a min_should count no index serves a hint: it would only cost time per
+    row (a datetime hint ran a regular expression a dozen times per row: 1,000 points took
+    10 s to count). The exact tests stay."""
+    node = parse_qdrant_filter(spec)
+    sql = str(compile_sql(node, indexed=frozenset({"when", "cat"})).where.compile())
+    assert "waypoint_ts" not in sql and "@>" not in sql
+    assert "jsonb_typeof" in sql
+
+
 def test_the_datetime_function_matches_its_expression_once(database_url: str) -> None:
     """Each `m[...]` of waypoint_ts_epoch's body re-ran the regular expression once the
     planner pulled the match up (1 ms a call); its plan must hold the match once."""

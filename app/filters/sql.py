@@ -305,6 +305,7 @@ class _Compiler:
         self.doc = doc
         self.nested = nested
         self.indexed = indexed
+        self.hinting = True  # false below NOT and min_should, where no index can serve
 
     def compile(self, node: Node) -> _Bounds:
         match node:
@@ -313,7 +314,7 @@ class _Compiler:
             case Or(children):
                 return self._junction(children, sa.or_, sa.false())
             case Not(child):
-                inner = self.compile(child)
+                inner = self._unindexable(child)
                 if inner.maybe is None:
                     return _Bounds(_not(inner.sure))
                 return _Bounds(_not(inner.maybe), _not(inner.sure))
@@ -332,6 +333,16 @@ class _Compiler:
             case _:
                 return self._value_test(node)
 
+    def _unindexable(self, node: Node) -> _Bounds:
+        """A node no index can serve, being negated or counted: without the implied tests
+        that serve indexes (see `_hint`), which would only cost time per row there (the
+        datetime ones a regular expression each)."""
+        hinting, self.hinting = self.hinting, False
+        try:
+            return self.compile(node)
+        finally:
+            self.hinting = hinting
+
     def _junction(
         self, children: tuple[Node, ...], join: Callable[..., Bool], empty: Bool
     ) -> _Bounds:
@@ -346,7 +357,7 @@ class _Compiler:
     def _min_should(self, children: tuple[Node, ...], min_count: int) -> _Bounds:
         if len(children) < min_count:
             return _Bounds(sa.false())
-        parts = [self.compile(child) for child in children]
+        parts = [self._unindexable(child) for child in children]
         sure = _count_true([part.sure for part in parts]) >= min_count
         if all(part.maybe is None for part in parts):
             return _Bounds(sure)
@@ -408,7 +419,7 @@ class _Compiler:
         values = _Values(self.doc, node.path)
         sure_pred, maybe_pred = _value_preds(node)
         sure = values.any(sure_pred)
-        hint = None if self.nested else _hint(self.doc, node, self.indexed)
+        hint = _hint(self.doc, node, self.indexed) if self.hinting and not self.nested else None
         if hint is not None:
             sure = sa.and_(hint, sure)
         if maybe_pred is None:
