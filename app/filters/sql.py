@@ -775,7 +775,7 @@ def _datetime_preds(node: DatetimeRange) -> tuple[Pred, Pred]:
     ]
 
     def sure(value: Json) -> Bool:
-        parts = sa.func.regexp_match(_string(value), _DATETIME, type_=ARRAY(sa.Text))
+        parts = sa.func.waypoint_datetime_parts(_string(value), type_=ARRAY(sa.Text))
         groups = parts.column_valued()
         moment = _utc_timestamp(sa.type_coerce(groups, ARRAY(sa.Text)))
         checks = [_compare(moment, op, bound) for op, bound in bounds] or [moment.is_not(None)]

@@ -1,9 +1,12 @@
-"""waypoint_ts_epoch matches its regular expression once per call, not once per group.
+"""Datetimes are read with one regular expression match per call, without groups.
 
-The planner pulled the match up into the outer query, so each `m[...]` ran it again: about
-1 ms a call, which a filter with a datetime range on a declared field paid per row (and an
-index build per point). The function returns the same values, so the indexes built on
-waypoint_ts_min/max stay valid; downgrading keeps the faster body.
+waypoint_ts_epoch matched once per group: the planner pulled the match up into the outer
+query, so each `m[...]` ran it again, about 1 ms a call, which a filter with a datetime
+range on a declared field paid per row (and an index build per point). The new
+waypoint_datetime_parts gives the groups `regexp_match` gave, from a match without groups
+and fixed positions; the datetime filters' exact test uses it too. Values are unchanged, so
+the indexes built on waypoint_ts_min/max stay valid; downgrading keeps the new functions
+(0004's downgrade drops them all).
 
 Revision ID: 0005
 Revises: 0004
@@ -25,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    for statement in functions.CREATE:  # CREATE OR REPLACE: only waypoint_ts_epoch changed
+    for statement in functions.CREATE:  # CREATE OR REPLACE; waypoint_datetime_parts is new
         op.execute(statement)
 
 
