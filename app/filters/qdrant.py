@@ -36,7 +36,7 @@ from app.filters.ast import (
     Path,
     Typing,
 )
-from app.filters.semantics import as_utc, parse_datetime
+from app.filters.semantics import as_utc, is_integer, parse_datetime
 
 _FILTER_KEYS = {"must", "should", "must_not", "min_should"}
 _FIELD_TESTS = ("match", "range", "geo_bounding_box", "geo_radius", "geo_polygon")
@@ -96,7 +96,7 @@ def _min_should(obj: Any, where: str) -> Node:
     if not isinstance(obj, dict) or set(obj) != {"conditions", "min_count"}:
         raise _fail(where, "`min_should` must be {conditions: [...], min_count: n}")
     count = obj["min_count"]
-    if not _is_int(count) or count < 1:
+    if not is_integer(count) or count < 1:
         raise _fail(f"{where}.min_count", f"min_count value {count!r} is invalid, must be >= 1")
     conditions = obj["conditions"]
     if not isinstance(conditions, list):
@@ -141,7 +141,7 @@ def _has_id(obj: Any, where: str) -> Node:
 
 
 def _point_id(value: Any, where: str) -> int | str:
-    if _is_int(value) and 0 <= value < _U64:
+    if is_integer(value) and 0 <= value < _U64:
         return value
     if isinstance(value, str):
         try:
@@ -218,7 +218,7 @@ def _match(path: Path, obj: Any, where: str) -> Node:
 
 
 def _match_value(value: Any, where: str) -> str | int | bool:
-    if isinstance(value, str | bool) or (_is_int(value) and -_I64 <= value < _I64):
+    if isinstance(value, str | bool) or (is_integer(value) and -_I64 <= value < _I64):
         return value
     raise _fail(where, f"{value!r} is not a string, a 64-bit integer or a boolean")
 
@@ -227,7 +227,7 @@ def _match_list(values: Any, where: str) -> tuple[str | int, ...]:
     if isinstance(values, list):
         if all(isinstance(v, str) for v in values):
             return tuple(values)
-        if all(_is_int(v) and -_I64 <= v < _I64 for v in values):
+        if all(is_integer(v) and -_I64 <= v < _I64 for v in values):
             return tuple(values)
     raise _fail(where, "expected a list of strings or a list of 64-bit integers")
 
@@ -254,7 +254,7 @@ def _values_count(path: Path, obj: Any, where: str) -> Node:
         raise _fail(where, "`values_count` takes gt, gte, lt and lte")
     bounds = {name: value for name, value in obj.items() if value is not None}
     for name, value in bounds.items():
-        if not _is_int(value) or value < 0:
+        if not is_integer(value) or value < 0:
             raise _fail(f"{where}.{name}", "expected a non-negative integer")
     return ast.ValuesCount(path, **bounds)
 
@@ -336,10 +336,6 @@ _FIELD_PARSERS = {
 def _require(obj: Any, keys: set[str], where: str) -> None:
     if not isinstance(obj, dict) or set(obj) != keys:
         raise _fail(where, f"expected an object with {', '.join(sorted(keys))}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(value: Any, where: str) -> int | float:

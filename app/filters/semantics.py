@@ -102,6 +102,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def is_integer(value: Any) -> bool:
+    """A JSON integer: Python's `True` is an `int`, but not one to Qdrant."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def in_bounds(value: Any, gt: Any, gte: Any, lt: Any, lte: Any) -> bool:
     return (
         (gt is None or value > gt)

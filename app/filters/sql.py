@@ -521,7 +521,7 @@ def _exact_pred(node: ValueTest) -> Pred:
 def _strict_in(value: Json, literals: Sequence[Scalar]) -> Bool:
     """Qdrant equality with any literal: same JSON type, and integers are not floats."""
     strings = [v for v in literals if isinstance(v, str)]
-    integers = [Decimal(v) for v in literals if isinstance(v, int) and not isinstance(v, bool)]
+    integers = [Decimal(v) for v in literals if sem.is_integer(v)]
     booleans = [v for v in literals if isinstance(v, bool)]
     options: list[Bool] = []
     if strings:

@@ -10,6 +10,7 @@ import msgspec
 
 from app.api.qdrant import schemas
 from app.errors import BadRequest, ValidationFailed
+from app.filters.semantics import is_integer
 from app.index.recommend import Strategy
 from app.models import (
     DEFAULT_VECTOR,
@@ -55,7 +56,7 @@ def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
     if not isinstance(raw, dict):
         raise BadRequest(f"Wrong input: {where} must be an object with size and distance")
     size, distance = raw.get("size"), raw.get("distance")
-    if not _is_int(size) or not 1 <= size <= 65_536:
+    if not is_integer(size) or not 1 <= size <= 65_536:
         raise BadRequest(f"Wrong input: {where}.size must be an integer from 1 to 65536")
     if distance not in _DISTANCES:
         raise BadRequest(
@@ -82,7 +83,7 @@ def _hnsw_fields(raw: Any, where: str = "hnsw_config") -> dict[str, int]:
     if not isinstance(raw, dict):
         raise BadRequest(f"Wrong input: {where} must be an object")
     values = {k: v for k, v in raw.items() if v is not None and k in _HNSW_INTS}
-    if not all(_is_int(v) for v in values.values()):
+    if not all(is_integer(v) for v in values.values()):
         raise BadRequest(f"Wrong input: {where} {', '.join(_HNSW_INTS)} must be integers")
     params = hnsw_from_json(values)
     if not 2 <= params.m <= 512 or not 4 <= params.ef_construct <= 4096:
@@ -117,15 +118,11 @@ def _collection_params(raw: Any) -> dict[str, Any]:
     params = _object(raw, "params")
     for key in ("replication_factor", "write_consistency_factor", "read_fan_out_factor"):
         value = params.get(key)
-        if value is not None and (not _is_int(value) or value < 1):
+        if value is not None and (not is_integer(value) or value < 1):
             raise BadRequest(f"Wrong input: params.{key} must be a positive integer")
     if not isinstance(params.get("on_disk_payload", False), bool):
         raise BadRequest("Wrong input: params.on_disk_payload must be true or false")
     return params
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _vector_change(name: str, raw: Any) -> dict[str, Any]:
