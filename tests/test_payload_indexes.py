@@ -219,6 +219,15 @@ def test_no_index_hints_where_no_index_can_serve(spec: dict) -> None:
     assert "jsonb_typeof" in sql
 
 
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """The test database with every migration applied (the functions included)."""
+    from app.db.migrate import upgrade_async
+
+    asyncio.run(upgrade_async(database_url))
+    return database_url
+
+
 # waypoint_ts_epoch as migration 0004 made it: the reference its faster successor must match
 ORIGINAL_EPOCH = """
     SELECT ((y / 400) * 146097 + (y - (y / 400) * 400) * 365 + (y - (y / 400) * 400) / 4
@@ -238,21 +247,22 @@ ORIGINAL_EPOCH = """
 """
 
 
-def test_datetime_epochs_are_what_they_were(database_url: str) -> None:
+def test_datetime_epochs_are_what_they_were(migrated_url: str) -> None:
     """The faster waypoint_ts_epoch (migration 0005) gives every spelling the number 0004's
     gave, so the indexes built on waypoint_ts_min/max stay valid; the migrations installed
     the current definitions."""
     from app.db.functions import _DATETIME_PARTS, _TS_EPOCH, DATETIME
 
     spellings = [*datetime_spellings(), "2024-02-03T04:05:06.5+01:00", "1969-12-31T23:59:59.9Z"]
-    (rows,) = fetch(
-        database_url,
+    rows = fetch(
+        migrated_url,
         f"SELECT s, waypoint_ts_epoch(s) AS epoch, ({ORIGINAL_EPOCH}) AS original "
         "FROM unnest($2::text[]) AS s",
-        args=(DATETIME, spellings),
+        DATETIME,
+        spellings,
     )
-    (sources,) = fetch(
-        database_url, "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'waypoint_%'"
+    sources = fetch(
+        migrated_url, "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'waypoint_%'"
     )
     assert [(r["s"], r["epoch"]) for r in rows] == [(r["s"], r["original"]) for r in rows]
     epochs = {r["s"]: r["epoch"] for r in rows}
@@ -263,13 +273,13 @@ def test_datetime_epochs_are_what_they_were(database_url: str) -> None:
     assert source["waypoint_datetime_parts"] == _DATETIME_PARTS.strip()
 
 
-def test_datetime_parts_match_once_and_inline(database_url: str) -> None:
+def test_datetime_parts_match_once_and_inline(migrated_url: str) -> None:
     """waypoint_datetime_parts is inlined into the query that calls it (a STRICT one was
     not), and matches its expression once, without groups."""
     from app.db.functions import DATETIME, sql_string
 
-    (plan,) = fetch(
-        database_url,
+    plan = fetch(
+        migrated_url,
         "EXPLAIN (VERBOSE) SELECT waypoint_datetime_parts(s) "
         "FROM (VALUES ('2024-02-03'), ('x')) AS strings(s)",
     )
@@ -290,34 +300,30 @@ def datetime_spellings() -> list[str]:
     return sorted(spellings | {"", " ", "2024", "2024-01-05T", "2024-01-05T10", "2024-01-05 UTC"})
 
 
-def test_datetime_parts_are_the_groups_of_the_full_match(database_url: str) -> None:
+def test_datetime_parts_are_the_groups_of_the_full_match(migrated_url: str) -> None:
     """waypoint_datetime_parts reads the groups at fixed places after a match without groups
     (PostgreSQL's regular expressions cost ~60 us a call with groups, ~5 without): it must
     give what `regexp_match` with the groups gives, NULLs and all."""
     from app.db.functions import DATETIME
 
     spellings = datetime_spellings()
-    (rows,) = fetch(
-        database_url,
+    rows = fetch(
+        migrated_url,
         "SELECT s, waypoint_datetime_parts(s) AS parts, regexp_match(s, $1) AS groups "
         "FROM unnest($2::text[]) AS s",
-        args=(DATETIME, spellings),
+        DATETIME,
+        spellings,
     )
     assert len(rows) == len(spellings)
     assert sum(row["groups"] is not None for row in rows) > 100  # many right spellings
     assert [(r["s"], r["parts"]) for r in rows] == [(r["s"], r["groups"]) for r in rows]
 
 
-def fetch(database_url: str, *queries: str, args: tuple = ()) -> list[list[asyncpg.Record]]:
-    """Run queries on a migrated database (args for each)."""
-    from app.db.migrate import upgrade_async
-
-    asyncio.run(upgrade_async(database_url))
-
-    async def run() -> list[list[asyncpg.Record]]:
+def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(database_url)
         try:
-            return [await conn.fetch(query, *args) for query in queries]
+            return await conn.fetch(query, *args)
         finally:
             await conn.close()
 
@@ -325,15 +331,8 @@ def fetch(database_url: str, *queries: str, args: tuple = ()) -> list[list[async
 
 
 def point_indexes(database_url: str) -> set[str]:
-    async def run() -> set[str]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'points'")
-            return {row["indexname"] for row in rows}
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    rows = fetch(database_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'points'")
+    return {row["indexname"] for row in rows}
 
 
 def test_deleting_a_collection_drops_the_indexes_only_it_used(client, database_url) -> None:
