@@ -33,6 +33,7 @@ from bench_common import (
     load_dataset,
     markdown_table,
     pids_listening_on,
+    process_tree,
     shared_dir,
 )
 from bench_native_clients import run_wrk, write_wrk_files
@@ -59,27 +60,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def context_switches(root: int) -> int:
-    """Voluntary and involuntary switches of every thread of `root` and its children."""
+    """Voluntary and involuntary switches of every thread of `root` and its descendants."""
     total = 0
-    for pid in [root, *_children(root)]:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+    for pid in process_tree(root):
+        for task in Path(f"/proc/{pid}/task").glob("*/status"):
             try:
-                status = (task / "status").read_text()
+                status = task.read_text()
             except OSError:  # the thread ended meanwhile
                 continue
             total += sum(
                 int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
             )
     return total
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        for child in map(int, children):
-            found += [child, *_children(child)]
-    return found
 
 
 def measure(url: str, script: Path, clients: int, seconds: int) -> dict:

@@ -230,6 +230,11 @@ def _subtree(table: dict[int, _Proc], root: int, stop: set[int]) -> list[int]:
     return out
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and its live descendants."""
+    return _subtree(_proc_table(), root, set())
+
+
 def _busy_cpu() -> float:
     with open("/proc/stat") as fh:
         v = [int(x) for x in fh.readline().split()[1:]]
