@@ -299,7 +299,7 @@ class Segment:
         """
         if allowed is not None:
             return self._filtered_rows(query, k, ef, exact, allowed)
-        if not exact and self._graph is not None and len(self) > self.exact_threshold:
+        if self._graph_worth_it(exact, None):
             rows = self._graph_candidates(query, k, ef, indexed_only)
             if rows is not None:
                 return rows, "hnsw"
@@ -309,7 +309,7 @@ class Segment:
         self, query: np.ndarray, k: int, ef: int | None, exact: bool, allowed: np.ndarray
     ) -> tuple[np.ndarray, str]:
         """Few allowed rows are scanned; many are searched in the graph."""
-        if exact or self._graph is None or len(allowed) <= self.filtered_threshold:
+        if not self._graph_worth_it(exact, allowed):
             return self._scan_rows(query, k, allowed), "exact"
         flags = np.zeros(self._count, dtype=np.uint8)
         flags[allowed] = 1
@@ -455,7 +455,8 @@ class Segment:
         )
 
     def _graph_worth_it(self, exact: bool, allowed: np.ndarray | None) -> bool:
-        """The plan rule of `search`: the graph serves more candidates than the threshold."""
+        """The plan rule of every search: the graph serves more candidates than the scan
+        threshold (of live points, or of a filter's candidates)."""
         if allowed is None:
             worth_it = len(self) > self.exact_threshold
         else:
