@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
@@ -21,7 +21,7 @@ from app.services.writes import Delete
 
 PLAN_HEADER = "waypoint-plan"
 
-Wait = Parameter(query="wait", default=None, required=False)
+Wait = QueryParameter(name="wait", default=None, required=False)
 
 
 def update_result(operation_id: int, wait: bool | None) -> dict[str, Any]:

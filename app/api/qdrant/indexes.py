@@ -6,10 +6,10 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, put
 from litestar.di import Provide
-from litestar.params import Parameter
 
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
+from app.api.qdrant.controllers import Wait, update_result
 from app.api.qdrant.schemas import Body
 from app.services.container import Services
 
@@ -17,10 +17,6 @@ from app.services.container import Services
 class CreateFieldIndex(Body):
     field_name: str
     field_schema: Any = None
-
-
-def _result(wait: bool | None) -> dict[str, Any]:
-    return {"operation_id": 0, "status": "acknowledged" if wait is False else "completed"}
 
 
 class PayloadIndexController(Controller):
@@ -35,10 +31,10 @@ class PayloadIndexController(Controller):
         services: Services,
         collection_name: str,
         data: CreateFieldIndex,
-        wait: bool | None = Parameter(query="wait", default=None, required=False),
+        wait: bool | None = Wait,
     ) -> Response:
         await services.payload_indexes.create(collection_name, data.field_name, data.field_schema)
-        return qdrant_ok(request, _result(wait))
+        return qdrant_ok(request, update_result(0, wait))
 
     @delete("/{field_name:str}", status_code=200)
     async def delete_index(
@@ -47,7 +43,7 @@ class PayloadIndexController(Controller):
         services: Services,
         collection_name: str,
         field_name: str,
-        wait: bool | None = Parameter(query="wait", default=None, required=False),
+        wait: bool | None = Wait,
     ) -> Response:
         await services.payload_indexes.delete(collection_name, field_name)
-        return qdrant_ok(request, _result(wait))
+        return qdrant_ok(request, update_result(0, wait))

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Controller, Request, Response, post, put, route
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
@@ -188,7 +188,7 @@ class UpstashController(Controller):
         upstash: UpstashService,
         index_name: str,
         namespace: str = "",
-        reset_all: str | None = Parameter(query="all", default=None),
+        reset_all: str | None = QueryParameter(name="all", default=None),
     ) -> Response:
         """`?all` (sent with no value) resets every namespace and ignores the path's."""
         if reset_all is not None:
