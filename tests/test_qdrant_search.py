@@ -6,6 +6,7 @@ is shared by the read-only tests; tests that write use collections of their own.
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 import warnings
@@ -150,6 +151,7 @@ def data(client: QdrantClient) -> Dataset:
 
 def test_client_compatibility_check_does_not_warn(server) -> None:
     """The default `check_compatibility=True` probe (in a daemon thread) finds a good version."""
+    gc.collect()  # earlier tests' unclosed SDK clients would warn here when collected
     before = set(threading.enumerate())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
