@@ -1,9 +1,10 @@
-"""A worker on another host (no shared write signal) learns of a collection from its poll.
+"""A worker on another host (no shared write signal) learns of changes from its poll.
 
 The poll reads the catalog, then the points. It published the collection first, so while
 the points were being read a request found the collection known and its segments empty:
-searches answered nothing for a collection that held points. Two in-process workers on one
-real database, with the remote's read of the points held open.
+searches answered nothing for a collection that held points. And it read every collection
+again on every poll, however idle: with 1000 collections a worker used 8.5 % of a CPU
+doing nothing. Two in-process workers on one real database.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from app.db.database import Database
 from app.db.migrate import upgrade_async
 from app.errors import CollectionNotFound
 from app.models import CollectionConfig, Distance, VectorParams
+from app.services.collections import AliasAction, ConfigChange
 from app.services.container import Services
 from app.services.points import PointInput
 from app.services.search import SearchRequest
+from app.services.upstash import UpstashService
 from app.settings import Settings
 
 
@@ -81,3 +84,79 @@ def test_a_polled_collection_is_published_only_with_its_points(
     best = int(np.argmax(np.asarray(vectors, dtype=np.float32) @ np.float32(vectors[7])))
     assert after == [best]
     assert loaded == 50
+
+
+def test_an_idle_poll_reads_no_catalog_and_every_catalog_change_is_seen(
+    hosts: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, remote = hosts
+    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
+    catalog_reads = 0
+    select_collections = repository.select_collections
+
+    async def counted_select_collections(conn):
+        nonlocal catalog_reads
+        catalog_reads += 1
+        return await select_collections(conn)
+
+    monkeypatch.setattr(repository, "select_collections", counted_select_collections)
+
+    async def poll() -> int:
+        """Catalog reads of one remote poll."""
+        before = catalog_reads
+        await remote.feed.catch_up(force=True)
+        return catalog_reads - before
+
+    def view() -> dict:
+        """What the remote knows of the collections named `seen*`."""
+        seen = remote.catalog.find("seen")
+        assert seen is not None
+        return {
+            "collections": sorted(c.name for c in remote.catalog.all() if c.name[:4] == "seen"),
+            "aliases": remote.catalog.aliases(),
+            "namespaces": sorted(seen.namespaces),
+            "ef_construct": seen.config.hnsw.ef_construct,
+            "fields": sorted(remote.registry.declared_fields(seen.namespaces[""])),
+        }
+
+    async def scenario() -> list[tuple[int, dict]]:
+        await writer.load_segments()
+        await remote.load_segments()
+        upstash = UpstashService.of(writer)
+        changes = [
+            lambda: writer.collections.create("seen_too", config),
+            lambda: writer.collections.update("seen", ConfigChange(hnsw={"ef_construct": 64})),
+            lambda: writer.collections.update_aliases(
+                [AliasAction("create", "seen_alias", collection="seen")]
+            ),
+            lambda: writer.collections.ensure_namespace("seen", "ns"),
+            lambda: upstash.rename_namespace("seen", "ns", "renamed"),
+            lambda: writer.payload_indexes.create("seen", "colour", "keyword"),
+            lambda: writer.payload_indexes.delete("seen", "colour"),
+            lambda: upstash.delete_namespace("seen", "renamed"),
+            lambda: writer.collections.delete("seen_too"),
+        ]
+        await writer.collections.create("seen", config, dialect="upstash")
+        seen = [(await poll(), view()), (await poll(), view())]
+        for change in changes:
+            await change()
+            seen.append((await poll(), view()))
+            seen.append((await poll(), view()))  # idle again
+        for services in (writer, remote):
+            await services.stop()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert [reads for reads, _ in seen] == [1, 0] * 10  # each change read once, then idle
+    views = [view for _, view in seen[::2]]
+    assert views[0]["collections"] == ["seen"]
+    assert views[1]["collections"] == ["seen", "seen_too"]
+    assert views[2]["ef_construct"] == 64
+    assert views[3]["aliases"] == {"seen_alias": "seen"}
+    assert views[4]["namespaces"] == ["", "ns"]
+    assert views[5]["namespaces"] == ["", "renamed"]
+    assert views[6]["fields"] == ["colour"]
+    assert views[7]["fields"] == []
+    assert views[8]["namespaces"] == [""]
+    assert views[9]["collections"] == ["seen"]
+    assert seen[-1][1] == seen[-2][1]  # an idle poll changes nothing

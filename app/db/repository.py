@@ -94,6 +94,27 @@ async def select_namespaces(conn: AsyncConnection) -> list[sa.Row]:
     return list((await conn.execute(stmt)).all())
 
 
+_CATALOG_FINGERPRINT = sa.text(
+    """
+    SELECT md5(coalesce(string_agg(version, ',' ORDER BY version), '')) FROM (
+        SELECT 'c' || id || ':' || xmin AS version FROM collections
+        UNION ALL SELECT 'n' || id || ':' || xmin FROM namespaces
+        UNION ALL SELECT 'a' || alias_name || ':' || xmin FROM collection_aliases
+        UNION ALL SELECT 'i' || collection_id || '/' || field_name || ':' || xmin
+            FROM payload_indexes
+    ) AS versions
+    """
+)
+
+
+async def catalog_fingerprint(conn: AsyncConnection) -> str:
+    """A digest of every row version of the catalog tables (collections, namespaces,
+    aliases, payload indexes): it changes with every committed insert, update or delete
+    there (a new row version has a new xmin), and not with point writes, which only lock
+    their collection's row. One cheap query tells a poll whether the catalog changed."""
+    return (await conn.execute(_CATALOG_FINGERPRINT)).scalar_one()
+
+
 async def delete_collection(conn: AsyncConnection, collection_id: int) -> bool:
     stmt = sa.delete(collections).where(collections.c.id == collection_id)
     return (await conn.execute(stmt)).rowcount > 0

@@ -16,8 +16,12 @@ class Catalog:
     def __init__(self) -> None:
         self._by_name: dict[str, Collection] = {}
         self._aliases: dict[str, str] = {}  # alias -> collection name
+        # `repository.catalog_fingerprint` of what was last loaded; read before the rows, so
+        # a change committed in between makes the next comparison differ, never agree
+        self.fingerprint = ""
 
     async def load(self, conn: AsyncConnection) -> None:
+        self.fingerprint = await repository.catalog_fingerprint(conn)
         rows = await repository.select_collections(conn)
         ns_rows = await repository.select_namespaces(conn)
         by_id = {

@@ -136,18 +136,31 @@ class ChangeFeed:
             target = self.signal.current()
             if target == self._seen and not force:
                 return
-            fresh = Catalog()
-            async with self.db.connect() as conn:
-                await fresh.load(conn)
-            for collection in fresh.all():
-                self.registry.configure(collection.namespaces.values(), collection.config.vectors)
-            await self.columns.sync(collections=fresh.all())
-            await self._apply_point_changes(fresh)
-            self._publish(fresh)
+            fresh = await self._changed_catalog()
+            if fresh is None:
+                await self._apply_point_changes(self.catalog)
+            else:
+                for collection in fresh.all():
+                    namespaces = collection.namespaces.values()
+                    self.registry.configure(namespaces, collection.config.vectors)
+                await self.columns.sync(collections=fresh.all())
+                await self._apply_point_changes(fresh)
+                self._publish(fresh)
             self._seen = target
+
+    async def _changed_catalog(self) -> Catalog | None:
+        """PostgreSQL's catalog, or None while it is still the one this worker last read:
+        an idle poll then costs one small query, not a reload of every collection."""
+        async with self.db.connect() as conn:
+            if await repository.catalog_fingerprint(conn) == self.catalog.fingerprint:
+                return None
+            fresh = Catalog()
+            await fresh.load(conn)
+        return fresh
 
     def _publish(self, fresh: Catalog) -> None:
         """Make this worker's catalog what PostgreSQL's was when `fresh` was read."""
+        self.catalog.fingerprint = fresh.fingerprint
         self.catalog.set_aliases(fresh.aliases())
         known = {c.id: c for c in self.catalog.all()}
         current = {c.id: c for c in fresh.all()}
@@ -162,7 +175,8 @@ class ChangeFeed:
             else:  # its settings may have changed; namespaces created, renamed or dropped
                 old.config = collection.config
                 gone = set(old.namespaces.values()) - set(collection.namespaces.values())
-                self.registry.drop_namespaces(gone)
+                if gone:  # a scan of every segment: not once per collection on every poll
+                    self.registry.drop_namespaces(gone)
                 old.namespaces.clear()
                 old.namespaces.update(collection.namespaces)
 
@@ -177,14 +191,15 @@ class ChangeFeed:
             return
         async with self.db.connect() as conn:
             changes, tombstones = await repository.changes_since(conn, since)
+        if not changes and not tombstones:
+            return
         await self.cpu.run(_apply, self.registry, live, changes, tombstones)
         for change in changes:
             self._advance(change.namespace_id, change.seq)
         for stone in tombstones:
             self._advance(stone.namespace_id, stone.seq)
-        if changes or tombstones:
-            self.registry.notify()
-            log.debug("applied %d writes and %d deletes", len(changes), len(tombstones))
+        self.registry.notify()
+        log.debug("applied %d writes and %d deletes", len(changes), len(tombstones))
 
     def _advance(self, namespace_id: int, seq: int) -> None:
         self.applied[namespace_id] = max(self.applied.get(namespace_id, 0), seq)
