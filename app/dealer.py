@@ -379,6 +379,9 @@ class DealtServer(uvicorn.Server):
         self.taken = 0
         self.reported: tuple[int, int, bool] | None = None
         self.reported_at = 0.0
+        # Once ready, ready for dealing (see the module's docstring): the app is not asked
+        # again on every tick, a check that walks every segment of every collection.
+        self.ready = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listening socket
@@ -425,7 +428,8 @@ class DealtServer(uvicorn.Server):
     def _report(self) -> None:
         """Tell the supervisor how many connections this worker holds, when that changed,
         and that this worker is alive, every `HEARTBEAT_SECONDS`."""
-        state = (self.taken, len(self.server_state.connections), _readiness())
+        self.ready = self.ready or _readiness()
+        state = (self.taken, len(self.server_state.connections), self.ready)
         due = time.monotonic() - self.reported_at >= HEARTBEAT_SECONDS
         if (state == self.reported and not due) or self.should_exit:
             return
