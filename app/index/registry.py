@@ -7,6 +7,7 @@ no request ever waits for a graph build.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterable
@@ -29,6 +30,12 @@ class IndexRegistry:
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # `building()` is asked four times a second (workers publish it) and walks every
+        # segment: its answer is kept until something it depends on changes. `next` on a
+        # count is atomic, so a change on the indexer thread is never lost.
+        self._changes = itertools.count()
+        self._change = next(self._changes)
+        self._building: tuple[int, set[int]] | None = None
 
     def get(self, namespace_id: int, vector_name: str) -> Segment | None:
         return self._segments.get((namespace_id, vector_name))
@@ -46,6 +53,7 @@ class IndexRegistry:
                 threads=self.build_threads,
             )
             self._segments[key] = segment
+            self._changed()
         return segment
 
     def configure(self, namespace_ids: Iterable[int], vectors: dict[str, VectorParams]) -> None:
@@ -86,6 +94,7 @@ class IndexRegistry:
             del self._segments[key]
         for namespace_id in namespace_ids:
             self._columns.pop(namespace_id, None)
+        self._changed()
 
     def busy(self, namespace_ids: set[int]) -> bool:
         """True while any segment of these namespaces still has graph work queued."""
@@ -93,12 +102,22 @@ class IndexRegistry:
 
     def building(self) -> set[int]:
         """The namespaces with a segment that still has graph work queued."""
-        return {key[0] for key, segment in list(self._segments.items()) if segment.needs_indexing}
+        change, known = self._change, self._building
+        if known is not None and known[0] == change:
+            return known[1]
+        building = {key[0] for key, s in list(self._segments.items()) if s.needs_indexing}
+        self._building = (change, building)  # stale at once if a change came meanwhile
+        return building
+
+    def _changed(self) -> None:
+        """A segment was written, made, dropped or indexed: `building()` must look again."""
+        self._change = next(self._changes)
 
     # ------------------------------------------------------------------ indexer
 
     def notify(self) -> None:
         """Wake the indexer after a write."""
+        self._changed()
         with self._wake:
             self._wake.notify()
 
@@ -126,6 +145,7 @@ class IndexRegistry:
                     segment.index_step()
                 except Exception:
                     log.exception("indexing a segment failed")
+                self._changed()
 
     def _has_work(self) -> bool:
         return any(segment.needs_indexing for segment in list(self._segments.values()))
