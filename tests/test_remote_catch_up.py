@@ -160,3 +160,30 @@ def test_an_idle_poll_reads_no_catalog_and_every_catalog_change_is_seen(
     assert views[8]["namespaces"] == [""]
     assert views[9]["collections"] == ["seen"]
     assert seen[-1][1] == seen[-2][1]  # an idle poll changes nothing
+
+
+def test_a_change_made_here_and_undone_elsewhere_is_seen(
+    hosts: tuple[Services, Services],
+) -> None:
+    """The catalog kept the fingerprint of its last read across this worker's own changes:
+    a collection created here and deleted on another host brought PostgreSQL back to that
+    fingerprint, and the poll kept showing the deleted collection."""
+    writer, remote = hosts
+    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
+
+    async def scenario() -> tuple[bool, bool]:
+        await writer.load_segments()
+        await remote.load_segments()
+        await remote.collections.create("undone", config)
+        await writer.feed.catch_up(force=True)
+        await writer.collections.delete("undone")
+        await remote.feed.catch_up(force=True)
+        known = remote.catalog.find("undone") is not None
+        await writer.collections.create("kept", config)
+        await remote.feed.catch_up(force=True)
+        kept = remote.catalog.find("kept") is not None
+        for services in (writer, remote):
+            await services.stop()
+        return known, kept
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -51,13 +51,13 @@ class Services:
             self.registry,
             self.board,
             self.feed.signal,
-            self.feed.committed,
+            self.feed.committed_to_catalog,
             self.feed.lock,
         )
         self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
         self.search = SearchService(self.points, self.counters)
         self.payload_indexes = PayloadIndexService(
-            db, self.catalog, self.feed.committed, self.columns
+            db, self.catalog, self.feed.committed_to_catalog, self.columns
         )
         self.sessions = SessionService(
             db,

@@ -125,6 +125,15 @@ class ChangeFeed:
         if generation == seen + 1:
             self._seen = generation  # nobody else wrote in between: nothing to fetch
 
+    def committed_to_catalog(self) -> None:
+        """Announce a committed change of the catalog (the catalog keepers' `on_commit`).
+
+        The catalog's fingerprint no longer describes it, and PostgreSQL could come back to
+        that one (the change undone elsewhere): the next catch-up must read it again.
+        """
+        self.catalog.fingerprint = ""
+        self.committed()
+
     async def catch_up(self, force: bool = False) -> None:
         """Apply what PostgreSQL holds beyond what this worker has: collections, then points.
 

@@ -265,7 +265,7 @@ class UpstashService:
             services.registry,
             services.points,
             services.search,
-            services.feed.committed,
+            services.feed.committed_to_catalog,  # its own commits are namespace changes
             services.feed.lock,
         )
 
