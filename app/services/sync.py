@@ -8,7 +8,10 @@ tombstones, new or dropped collections).
 When to catch up: workers on one host share a generation counter in a tiny memory-mapped
 file (one per database) that every committed write bumps, so a worker notices another's
 write on its very next request and catches up before answering: read-your-writes across
-workers. Workers on other hosts see writes within `sync_interval` seconds (a poll).
+workers. A second counter counts the writes that changed the catalog (collections,
+namespaces, aliases, payload indexes): after a point write the catalog is not looked at.
+Workers on other hosts see writes within `sync_interval` seconds (a poll), which compares
+a fingerprint of the catalog tables first.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class ChangeSignal:
-    """A write generation counter shared by every process on this host using one database."""
+    """Write generation counters shared by every process on this host using one database:
+    one bumped by every committed write, one by those that changed the catalog."""
 
     def __init__(self, database_key: str, folder: Path | None = None) -> None:
         folder = folder or shared_memory_dir()
@@ -51,20 +55,30 @@ class ChangeSignal:
                 os.ftruncate(self._fd, mmap.PAGESIZE)
         self._map = mmap.mmap(self._fd, mmap.PAGESIZE)
         self._counter = ctypes.c_int64.from_buffer(self._map)
+        self._catalog_counter = ctypes.c_int64.from_buffer(self._map, ctypes.sizeof(ctypes.c_int64))
 
     def _locked(self):
         return _FileLock(self._fd)
 
     def current(self) -> int:
+        """The write generation (one unlocked read: asked before every request)."""
         return self._counter.value
 
-    def bump(self) -> int:
+    def generations(self) -> tuple[int, int]:
+        """The write and catalog generations, as one `bump` left them (read under the lock:
+        a catalog change is never seen by its write generation without its catalog one)."""
+        with self._locked():
+            return self._counter.value, self._catalog_counter.value
+
+    def bump(self, catalog: bool = False) -> tuple[int, int]:
+        """Count a committed write (that changed the catalog); the new generations."""
         with self._locked():
             self._counter.value += 1
-            return self._counter.value
+            self._catalog_counter.value += catalog
+            return self._counter.value, self._catalog_counter.value
 
     def close(self) -> None:
-        del self._counter
+        del self._counter, self._catalog_counter
         self._map.close()
         os.close(self._fd)
 
@@ -103,7 +117,7 @@ class ChangeFeed:
         self.signal = signal
         self.columns = columns
         self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
-        self._seen = signal.current()
+        self._seen, self._seen_catalog = signal.generations()
         # held while PostgreSQL's catalog is reloaded and applied; this worker's own catalog
         # changes take it too, so a reload never reads before one commits and applies after
         self.lock = asyncio.Lock()
@@ -118,12 +132,13 @@ class ChangeFeed:
         if self.signal.current() != self._seen:
             await self.catch_up()
 
-    def committed(self) -> None:
-        """Announce a write this worker committed (and already applied to its segments)."""
+    def committed(self, catalog: bool = False) -> None:
+        """Announce a write this worker committed (and already applied to its segments and
+        catalog); `catalog`: it changed collections, namespaces, aliases or payload indexes."""
         seen = self._seen
-        generation = self.signal.bump()
-        if generation == seen + 1:
-            self._seen = generation  # nobody else wrote in between: nothing to fetch
+        generation, catalog_generation = self.signal.bump(catalog)
+        if generation == seen + 1:  # nobody else wrote in between: nothing to fetch
+            self._seen, self._seen_catalog = generation, catalog_generation
 
     def committed_to_catalog(self) -> None:
         """Announce a committed change of the catalog (the catalog keepers' `on_commit`).
@@ -132,7 +147,7 @@ class ChangeFeed:
         that one (the change undone elsewhere): the next catch-up must read it again.
         """
         self.catalog.fingerprint = ""
-        self.committed()
+        self.committed(catalog=True)
 
     async def catch_up(self, force: bool = False) -> None:
         """Apply what PostgreSQL holds beyond what this worker has: collections, then points.
@@ -142,10 +157,11 @@ class ChangeFeed:
         it empty.
         """
         async with self.lock:
-            target = self.signal.current()
+            target, catalog_target = self.signal.generations()
             if target == self._seen and not force:
                 return
-            fresh = await self._changed_catalog()
+            catalog_changed = force or catalog_target != self._seen_catalog
+            fresh = await self._changed_catalog() if catalog_changed else None
             if fresh is None:
                 await self._apply_point_changes(self.catalog)
             else:
@@ -155,7 +171,7 @@ class ChangeFeed:
                 await self.columns.sync(collections=fresh.all())
                 await self._apply_point_changes(fresh)
                 self._publish(fresh)
-            self._seen = target
+            self._seen, self._seen_catalog = target, catalog_target
 
     async def _changed_catalog(self) -> Catalog | None:
         """PostgreSQL's catalog, or None while it is still the one this worker last read:
