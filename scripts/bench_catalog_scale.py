@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""What an idle service costs as its catalog grows: CPU with no request in flight.
+"""What a growing catalog costs a running service: idle CPU, and writes across workers.
 
 Every worker polls PostgreSQL's change feed (`WAYPOINT_SYNC_INTERVAL`, 1 s by default) to
-learn of writes made on other hosts. This script measures, on a running service, the CPU of
-its process tree and of its database's PostgreSQL backends over `--seconds` with no
-request, first as the service is, then after creating `--collections` more collections of
-one point each (named `idle_bench_*`, kept for the next run), in interleaved rounds.
+learn of writes made on other hosts, and catches up with another worker's write on this
+host before its next request. This script measures, on a running service (two or more
+workers), first as the service is, then after creating `--collections` more collections of
+one point each (named `idle_bench_*`, kept for the next run), in interleaved rounds:
+
+- idle: the CPU of the service's process tree and of its database's PostgreSQL backends
+  over `--seconds` with no request;
+- writes: two clients (one connection each, so on two workers) upserting one point per
+  request with `wait=true` into one collection, `--writes` each: writes per second and
+  CPU per write. Each request follows the other worker's write, so each catches up first.
 
 Example (from the repository root, with the project venv and a scratch database):
   DATABASE_URL=postgresql://postgres@127.0.0.1:5432/waypoint_scale \\
       .venv/bin/python -m app serve --port 6401 --workers 2 &
-  .venv/bin/python scripts/bench_idle.py --service-url http://127.0.0.1:6401 \\
+  .venv/bin/python scripts/bench_catalog_scale.py --service-url http://127.0.0.1:6401 \\
       --database-url postgresql://postgres@127.0.0.1:5432/waypoint_scale
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import CpuMeter, markdown_table, pids_listening_on
 
 PREFIX = "idle_bench_"
+WRITTEN = "catalog_scale_writes"  # the collection the write phase upserts into
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,7 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--service-url", required=True, help="a running service")
     ap.add_argument("--database-url", help="its database, to count its backends' CPU too")
     ap.add_argument("--collections", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=20.0, help="one idle window")
+    ap.add_argument("--seconds", type=float, default=15.0, help="one idle window")
+    ap.add_argument("--writes", type=int, default=1000, help="upserts per client and round")
     ap.add_argument("--rounds", type=int, default=3)
     return ap.parse_args(argv)
 
@@ -94,11 +103,45 @@ def idle_cpu(server_root: int, database_url: str | None, seconds: float) -> dict
     }
 
 
+def write_load(
+    url: str, server_root: int, database_url: str | None, writes: int, round_no: int
+) -> dict[str, float]:
+    """Two clients upserting one point per request: writes/s and CPU ms per write."""
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(writes):
+                point = {"id": (round_no * 2 + number) * writes + i, "vector": [1.0, 2.0, 3.0]}
+                path = f"/collections/{WRITTEN}/points?wait=true"
+                http.put(path, json={"points": [point]}).raise_for_status()
+
+    service, backends = CpuMeter([server_root]), CpuMeter(backend_pids(database_url))
+    started = service.start(), backends.start()
+    clients = [threading.Thread(target=client, args=(number,)) for number in range(2)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    used = service.stop(started[0]), backends.stop(started[1])
+    total = 2 * writes
+    return {
+        "writes_per_s": round(total / used[0]["wall_s"], 1),
+        "service_ms_per_write": round(used[0]["server_cpu_s"] / total * 1000, 3),
+        "backends_ms_per_write": round(used[1]["server_cpu_s"] / total * 1000, 3),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     (root,) = pids_listening_on(urlsplit(args.service_url).port or 80)
     rows = []
-    with httpx.Client(base_url=args.service_url.rstrip("/"), timeout=60) as http:
+    url = args.service_url.rstrip("/")
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.delete(f"/collections/{WRITTEN}").raise_for_status()
+        created = http.put(
+            f"/collections/{WRITTEN}", json={"vectors": {"size": 3, "distance": "Dot"}}
+        )
+        created.raise_for_status()
         total = len(http.get("/collections").json()["result"]["collections"])
         others = total - len(bench_collections(http))
         for round_no in range(args.rounds):
@@ -109,22 +152,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                     delete_collections(http)
                 time.sleep(2)  # the workers' polls settle on the new catalog
                 usage = idle_cpu(root, args.database_url, args.seconds)
+                usage |= write_load(url, root, args.database_url, args.writes, round_no)
                 rows.append({"round": round_no, "collections": others + extra, **usage})
                 print(f"# round {round_no + 1}: {rows[-1]}", flush=True)
+    print(f"\n## Medians of {args.rounds} rounds (idle: windows of {args.seconds} s)\n")
+    print(markdown_table(summarise(rows), COLUMNS))
+    return 0
+
+
+COLUMNS = [
+    ("collections", "collections"),
+    ("service_pct", "idle CPU %, service"),
+    ("backends_pct", "idle CPU %, backends"),
+    ("writes_per_s", "writes/s, 2 clients"),
+    ("service_ms_per_write", "service CPU ms/write"),
+    ("backends_ms_per_write", "backends CPU ms/write"),
+]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per catalog size: the median of every measurement over the rounds."""
     summary = []
     for count in sorted({row["collections"] for row in rows}):
         mine = [row for row in rows if row["collections"] == count]
-        summary.append(
-            {
-                "collections": count,
-                "service": statistics.median(row["service_pct"] for row in mine),
-                "backends": statistics.median(row["backends_pct"] for row in mine),
-            }
-        )
-    print(f"\n## Idle CPU, % of one core, medians of {args.rounds} windows of {args.seconds} s\n")
-    columns = [("collections", "collections"), ("service", "service"), ("backends", "backends")]
-    print(markdown_table(summary, columns))
-    return 0
+        medians = {key: statistics.median(row[key] for row in mine) for key, _ in COLUMNS[1:]}
+        summary.append({"collections": count, **medians})
+    return summary
 
 
 if __name__ == "__main__":
