@@ -54,7 +54,9 @@ class Services:
             self.feed.committed_to_catalog,
             self.feed.lock,
         )
-        self.points = PointService(db, self.catalog, self.registry, self.cpu, self.feed.committed)
+        self.points = PointService(
+            db, self.catalog, self.registry, self.cpu, self.feed.committed_points
+        )
         self.search = SearchService(self.points, self.counters)
         self.payload_indexes = PayloadIndexService(
             db, self.catalog, self.feed.committed_to_catalog, self.columns

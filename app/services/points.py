@@ -120,7 +120,7 @@ class PointService:
         catalog: Catalog,
         registry: IndexRegistry,
         cpu: CpuPool,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[int], None],
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -178,7 +178,7 @@ class PointService:
                 await self._lock(conn, collection)
                 effects = [await operation.execute(conn, context) for operation in operations]
             await self.cpu.run(lambda: [effect.apply() for effect in effects])
-            self.on_commit()
+            self.on_commit(namespace_id)
         self.registry.notify()
         self.statistics.wrote(sum(effect.rows for effect in effects))
         return max((effect.seq for effect in effects), default=0)

@@ -10,6 +10,8 @@ file (one per database) that every committed write bumps, so a worker notices an
 write on its very next request and catches up before answering: read-your-writes across
 workers. A second counter counts the writes that changed the catalog (collections,
 namespaces, aliases, payload indexes): after a point write the catalog is not looked at.
+The rest of the page remembers which namespace each recent point write went to, so
+catching up with a few writes asks PostgreSQL about those namespaces, not every one.
 Workers on other hosts see writes within `sync_interval` seconds (a poll), which compares
 a fingerprint of the catalog tables first.
 """
@@ -26,6 +28,7 @@ import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,9 +43,21 @@ from app.services.cpu import CpuPool
 log = logging.getLogger(__name__)
 
 
+ANY_NAMESPACE = -1  # a write the ring cannot narrow down: a catalog change
+
+
+class Generations(NamedTuple):
+    write: int
+    catalog: int
+    namespaces: frozenset[int] | None  # written since the generation asked about; None: unknown
+
+
 class ChangeSignal:
     """Write generation counters shared by every process on this host using one database:
-    one bumped by every committed write, one by those that changed the catalog."""
+    one bumped by every committed write, one by those that changed the catalog, and a ring
+    of (write generation, namespace id) for the last `RING` writes."""
+
+    RING = (mmap.PAGESIZE - 16) // 16  # what fits in the page after the two counters
 
     def __init__(self, database_key: str, folder: Path | None = None) -> None:
         folder = folder or shared_memory_dir()
@@ -55,7 +70,8 @@ class ChangeSignal:
                 os.ftruncate(self._fd, mmap.PAGESIZE)
         self._map = mmap.mmap(self._fd, mmap.PAGESIZE)
         self._counter = ctypes.c_int64.from_buffer(self._map)
-        self._catalog_counter = ctypes.c_int64.from_buffer(self._map, ctypes.sizeof(ctypes.c_int64))
+        self._catalog_counter = ctypes.c_int64.from_buffer(self._map, 8)
+        self._ring = (ctypes.c_int64 * (2 * self.RING)).from_buffer(self._map, 16)
 
     def _locked(self):
         return _FileLock(self._fd)
@@ -64,21 +80,42 @@ class ChangeSignal:
         """The write generation (one unlocked read: asked before every request)."""
         return self._counter.value
 
-    def generations(self) -> tuple[int, int]:
-        """The write and catalog generations, as one `bump` left them (read under the lock:
-        a catalog change is never seen by its write generation without its catalog one)."""
+    def since(self, seen: int) -> Generations:
+        """The generations, and the namespaces written after write generation `seen`, as
+        `bump`s left them (read under the lock, so no half-counted write is seen). The
+        namespaces are unknown after a catalog change, or a write older than the ring, or
+        one counted by a build that kept no ring."""
         with self._locked():
-            return self._counter.value, self._catalog_counter.value
+            write, catalog = self._counter.value, self._catalog_counter.value
+            return Generations(write, catalog, self._written(seen, write))
 
-    def bump(self, catalog: bool = False) -> tuple[int, int]:
-        """Count a committed write (that changed the catalog); the new generations."""
+    def _written(self, seen: int, write: int) -> frozenset[int] | None:
+        """The namespaces written in generations (seen, write], or None: unknown."""
+        if not 0 <= write - seen <= self.RING:
+            return None
+        written = set()
+        for generation in range(seen + 1, write + 1):
+            slot = 2 * (generation % self.RING)
+            namespace_id = self._ring[slot + 1]
+            if self._ring[slot] != generation or namespace_id == ANY_NAMESPACE:
+                return None
+            written.add(namespace_id)
+        return frozenset(written)
+
+    def bump(self, catalog: bool = False, namespace_id: int | None = None) -> tuple[int, int]:
+        """Count a committed write, to the catalog or to one namespace's points (None: to
+        any); the new write and catalog generations."""
         with self._locked():
             self._counter.value += 1
             self._catalog_counter.value += catalog
-            return self._counter.value, self._catalog_counter.value
+            generation = self._counter.value
+            slot = 2 * (generation % self.RING)
+            written = ANY_NAMESPACE if catalog or namespace_id is None else namespace_id
+            self._ring[slot], self._ring[slot + 1] = generation, written
+            return generation, self._catalog_counter.value
 
     def close(self) -> None:
-        del self._counter, self._catalog_counter
+        del self._counter, self._catalog_counter, self._ring
         self._map.close()
         os.close(self._fd)
 
@@ -117,7 +154,7 @@ class ChangeFeed:
         self.signal = signal
         self.columns = columns
         self.applied: dict[int, int] = {}  # namespace id -> last seq applied from the feed
-        self._seen, self._seen_catalog = signal.generations()
+        self._seen, self._seen_catalog, _ = signal.since(0)
         # held while PostgreSQL's catalog is reloaded and applied; this worker's own catalog
         # changes take it too, so a reload never reads before one commits and applies after
         self.lock = asyncio.Lock()
@@ -132,13 +169,18 @@ class ChangeFeed:
         if self.signal.current() != self._seen:
             await self.catch_up()
 
-    def committed(self, catalog: bool = False) -> None:
+    def committed(self, catalog: bool = False, namespace_id: int | None = None) -> None:
         """Announce a write this worker committed (and already applied to its segments and
-        catalog); `catalog`: it changed collections, namespaces, aliases or payload indexes."""
+        catalog); `catalog`: it changed collections, namespaces, aliases or payload indexes;
+        `namespace_id`: it wrote only that namespace's points."""
         seen = self._seen
-        generation, catalog_generation = self.signal.bump(catalog)
+        generation, catalog_generation = self.signal.bump(catalog, namespace_id)
         if generation == seen + 1:  # nobody else wrote in between: nothing to fetch
             self._seen, self._seen_catalog = generation, catalog_generation
+
+    def committed_points(self, namespace_id: int) -> None:
+        """Announce committed point writes to one namespace (the point service's `on_commit`)."""
+        self.committed(namespace_id=namespace_id)
 
     def committed_to_catalog(self) -> None:
         """Announce a committed change of the catalog (the catalog keepers' `on_commit`).
@@ -157,13 +199,13 @@ class ChangeFeed:
         it empty.
         """
         async with self.lock:
-            target, catalog_target = self.signal.generations()
+            target, catalog_target, written = self.signal.since(self._seen)
             if target == self._seen and not force:
                 return
             catalog_changed = force or catalog_target != self._seen_catalog
             fresh = await self._changed_catalog() if catalog_changed else None
             if fresh is None:
-                await self._apply_point_changes(self.catalog)
+                await self._apply_point_changes(self.catalog, None if force else written)
             else:
                 for collection in fresh.all():
                     namespaces = collection.namespaces.values()
@@ -205,11 +247,16 @@ class ChangeFeed:
                 old.namespaces.clear()
                 old.namespaces.update(collection.namespaces)
 
-    async def _apply_point_changes(self, fresh: Catalog) -> None:
+    async def _apply_point_changes(
+        self, fresh: Catalog, written: frozenset[int] | None = None
+    ) -> None:
+        """Apply the namespaces' rows and tombstones newer than their applied seqs: all
+        namespaces, or only the `written` ones (the others have nothing new)."""
         live = {
             namespace_id: collection
             for collection in fresh.all()
             for namespace_id in collection.namespaces.values()
+            if written is None or namespace_id in written
         }
         since = {ns: self.applied.setdefault(ns, 0) for ns in live}
         if not since:
