@@ -11,15 +11,15 @@ database; and the signal alone.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
 from app.db import repository
-from app.models import CollectionConfig, Distance, VectorParams
 from app.services.container import Services
 from app.services.points import PointInput
 from app.services.sync import ChangeSignal
-from tests.test_remote_catch_up import make_services
+from tests.test_remote_catch_up import TWO_D, CallCount, make_services
 
 
 @pytest.fixture
@@ -34,28 +34,17 @@ def test_only_catalog_changes_make_a_worker_read_the_catalog(
     workers: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer, reader = workers
-    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
-    fingerprints = 0
-    catalog_fingerprint = repository.catalog_fingerprint
+    fingerprints = CallCount(monkeypatch, repository, "catalog_fingerprint")
 
-    async def counted_fingerprint(conn):
-        nonlocal fingerprints
-        fingerprints += 1
-        return await catalog_fingerprint(conn)
-
-    monkeypatch.setattr(repository, "catalog_fingerprint", counted_fingerprint)
-
-    async def catalog_reads_before_a_request() -> int:
+    def catalog_reads_before_a_request() -> Awaitable[int]:
         """Fingerprint queries: one to compare, one more as a changed catalog is read."""
-        before = fingerprints
-        await reader.current()
-        return fingerprints - before
+        return fingerprints.during(reader.current())
 
     async def scenario() -> list[tuple[int, object]]:
         await writer.load_segments()
         await reader.load_segments()
         seen: list[tuple[int, object]] = []
-        await writer.collections.create("near", config)
+        await writer.collections.create("near", TWO_D)
         seen.append((await catalog_reads_before_a_request(), reader.catalog.find("near")))
         await writer.points.upsert("near", [PointInput(id=1, vectors={"": [1.0, 0.0]})])
         namespace_id = reader.catalog.get("near").namespaces[""]
@@ -85,7 +74,6 @@ def test_a_worker_asks_only_about_the_namespaces_written(
     workers: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer, reader = workers
-    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
     asked: list[set[int]] = []
     changes_since = repository.changes_since
 
@@ -97,7 +85,7 @@ def test_a_worker_asks_only_about_the_namespaces_written(
         await writer.load_segments()
         await reader.load_segments()
         for name in ("left", "right"):
-            await writer.collections.create(name, config)
+            await writer.collections.create(name, TWO_D)
         await reader.current()
         monkeypatch.setattr(repository, "changes_since", recorded_changes_since)
         await writer.points.upsert("left", [PointInput(id=1, vectors={"": [1.0, 0.0]})])

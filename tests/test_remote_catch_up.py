@@ -10,6 +10,7 @@ doing nothing. Two in-process workers on one real database.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import numpy as np
 import pytest
@@ -30,6 +31,29 @@ from app.settings import Settings
 def make_services(database_url: str, signal_dir) -> Services:
     settings = Settings(database_url=database_url, signal_dir=signal_dir)
     return Services(settings, Database(database_url))
+
+
+TWO_D = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
+
+
+class CallCount:
+    """Counts the calls of an async function replaced in its module (`calls`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> None:
+        self.calls = 0
+        original = getattr(module, name)
+
+        async def counted(*args, **kwargs):
+            self.calls += 1
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    async def during(self, awaitable: Awaitable[object]) -> int:
+        """The calls made while `awaitable` runs."""
+        before = self.calls
+        await awaitable
+        return self.calls - before
 
 
 @pytest.fixture
@@ -90,22 +114,11 @@ def test_an_idle_poll_reads_no_catalog_and_every_catalog_change_is_seen(
     hosts: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer, remote = hosts
-    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
-    catalog_reads = 0
-    select_collections = repository.select_collections
+    catalog_reads = CallCount(monkeypatch, repository, "select_collections")
 
-    async def counted_select_collections(conn):
-        nonlocal catalog_reads
-        catalog_reads += 1
-        return await select_collections(conn)
-
-    monkeypatch.setattr(repository, "select_collections", counted_select_collections)
-
-    async def poll() -> int:
+    def poll() -> Awaitable[int]:
         """Catalog reads of one remote poll."""
-        before = catalog_reads
-        await remote.feed.catch_up(force=True)
-        return catalog_reads - before
+        return catalog_reads.during(remote.feed.catch_up(force=True))
 
     def view() -> dict:
         """What the remote knows of the collections named `seen*`."""
@@ -124,7 +137,7 @@ def test_an_idle_poll_reads_no_catalog_and_every_catalog_change_is_seen(
         await remote.load_segments()
         upstash = UpstashService.of(writer)
         changes = [
-            lambda: writer.collections.create("seen_too", config),
+            lambda: writer.collections.create("seen_too", TWO_D),
             lambda: writer.collections.update("seen", ConfigChange(hnsw={"ef_construct": 64})),
             lambda: writer.collections.update_aliases(
                 [AliasAction("create", "seen_alias", collection="seen")]
@@ -136,7 +149,7 @@ def test_an_idle_poll_reads_no_catalog_and_every_catalog_change_is_seen(
             lambda: upstash.delete_namespace("seen", "renamed"),
             lambda: writer.collections.delete("seen_too"),
         ]
-        await writer.collections.create("seen", config, dialect="upstash")
+        await writer.collections.create("seen", TWO_D, dialect="upstash")
         seen = [(await poll(), view()), (await poll(), view())]
         for change in changes:
             await change()
@@ -169,17 +182,16 @@ def test_a_change_made_here_and_undone_elsewhere_is_seen(
     a collection created here and deleted on another host brought PostgreSQL back to that
     fingerprint, and the poll kept showing the deleted collection."""
     writer, remote = hosts
-    config = CollectionConfig(vectors={"": VectorParams(size=2, distance=Distance.DOT)})
 
     async def scenario() -> tuple[bool, bool]:
         await writer.load_segments()
         await remote.load_segments()
-        await remote.collections.create("undone", config)
+        await remote.collections.create("undone", TWO_D)
         await writer.feed.catch_up(force=True)
         await writer.collections.delete("undone")
         await remote.feed.catch_up(force=True)
         known = remote.catalog.find("undone") is not None
-        await writer.collections.create("kept", config)
+        await writer.collections.create("kept", TWO_D)
         await remote.feed.catch_up(force=True)
         kept = remote.catalog.find("kept") is not None
         for services in (writer, remote):
