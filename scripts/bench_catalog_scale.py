@@ -27,7 +27,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,15 +91,24 @@ def backend_pids(database_url: str | None) -> list[int]:
     return [pid for (pid,) in rows]
 
 
-def idle_cpu(server_root: int, database_url: str | None, seconds: float) -> dict[str, float]:
-    """CPU (% of one core) of the service's tree and of its backends over an idle window."""
+def cpu_during(
+    work: Callable[[], object], server_root: int, database_url: str | None
+) -> tuple[float, float, float]:
+    """Wall seconds of `work`, and the CPU seconds of the service's tree and of its
+    backends meanwhile."""
     service, backends = CpuMeter([server_root]), CpuMeter(backend_pids(database_url))
     started = service.start(), backends.start()
-    time.sleep(seconds)
+    work()
     used = service.stop(started[0]), backends.stop(started[1])
+    return used[0]["wall_s"], used[0]["server_cpu_s"], used[1]["server_cpu_s"]
+
+
+def idle_cpu(server_root: int, database_url: str | None, seconds: float) -> dict[str, float]:
+    """CPU (% of one core) of the service's tree and of its backends over an idle window."""
+    wall, service, backends = cpu_during(lambda: time.sleep(seconds), server_root, database_url)
     return {
-        "service_pct": round(used[0]["server_cpu_s"] / used[0]["wall_s"] * 100, 2),
-        "backends_pct": round(used[1]["server_cpu_s"] / used[1]["wall_s"] * 100, 2),
+        "service_pct": round(service / wall * 100, 2),
+        "backends_pct": round(backends / wall * 100, 2),
     }
 
 
@@ -115,19 +124,19 @@ def write_load(
                 path = f"/collections/{WRITTEN}/points?wait=true"
                 http.put(path, json={"points": [point]}).raise_for_status()
 
-    service, backends = CpuMeter([server_root]), CpuMeter(backend_pids(database_url))
-    started = service.start(), backends.start()
-    clients = [threading.Thread(target=client, args=(number,)) for number in range(2)]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
-    used = service.stop(started[0]), backends.stop(started[1])
+    def both_clients() -> None:
+        clients = [threading.Thread(target=client, args=(number,)) for number in range(2)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+
+    wall, service, backends = cpu_during(both_clients, server_root, database_url)
     total = 2 * writes
     return {
-        "writes_per_s": round(total / used[0]["wall_s"], 1),
-        "service_ms_per_write": round(used[0]["server_cpu_s"] / total * 1000, 3),
-        "backends_ms_per_write": round(used[1]["server_cpu_s"] / total * 1000, 3),
+        "writes_per_s": round(total / wall, 1),
+        "service_ms_per_write": round(service / total * 1000, 3),
+        "backends_ms_per_write": round(backends / total * 1000, 3),
     }
 
 
