@@ -20,8 +20,11 @@ class Catalog:
         # a change committed in between makes the next comparison differ, never agree
         self.fingerprint = ""
 
-    async def load(self, conn: AsyncConnection) -> None:
-        self.fingerprint = await repository.catalog_fingerprint(conn)
+    async def load(self, conn: AsyncConnection, fingerprint: str | None = None) -> None:
+        """Read the catalog; `fingerprint`: the one the caller read on `conn` just before."""
+        if fingerprint is None:
+            fingerprint = await repository.catalog_fingerprint(conn)
+        self.fingerprint = fingerprint
         rows = await repository.select_collections(conn)
         ns_rows = await repository.select_namespaces(conn)
         by_id = {

@@ -219,10 +219,11 @@ class ChangeFeed:
         """PostgreSQL's catalog, or None while it is still the one this worker last read:
         an idle poll then costs one small query, not a reload of every collection."""
         async with self.db.connect() as conn:
-            if await repository.catalog_fingerprint(conn) == self.catalog.fingerprint:
+            fingerprint = await repository.catalog_fingerprint(conn)
+            if fingerprint == self.catalog.fingerprint:
                 return None
             fresh = Catalog()
-            await fresh.load(conn)
+            await fresh.load(conn, fingerprint)
         return fresh
 
     def _publish(self, fresh: Catalog) -> None:
