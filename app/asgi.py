@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from app.api import system
 from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
+from app.api.openapi import operation_id
 from app.api.qdrant import qdrant_router
 from app.api.qdrant.fastpath import FastPath
 from app.api.timing import ServerTimingMiddleware
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "(Qdrant and Upstash REST dialects).",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            operation_id_creator=operation_id,
         ),
         request_max_body_size=settings.max_request_bytes,
         debug=False,
