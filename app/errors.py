@@ -30,6 +30,17 @@ class UnknownVectorName(BadRequest):
         super().__init__(f"Wrong input: Not existing vector name error: {name or '(unnamed)'}")
 
 
+class NulCharacter(BadRequest):
+    """Text holding U+0000. PostgreSQL's `text` and `jsonb` cannot store it, so no payload,
+    name or setting ever contains one, and a filter on one could only ever match nothing."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"Wrong input: {where} contains the NUL character (\\u0000), "
+            "which PostgreSQL cannot store"
+        )
+
+
 class ValidationFailed(WaypointError):
     """The request body does not have the documented shape or types."""
 

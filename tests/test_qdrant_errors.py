@@ -424,6 +424,111 @@ def test_bad_vector_config_creates_nothing(http, vectors: dict) -> None:
     assert http.get("/collections/err_new/exists").json()["result"] == {"exists": False}
 
 
+# ----------------------------------------------------------------- the NUL character
+# PostgreSQL's text and jsonb cannot hold U+0000, so no payload, name or stored setting can
+# contain it: a request that would store one, or filter on one, is a 400 that writes nothing.
+
+NUL = "a\u0000b"
+
+NUL_WRITES = {
+    "payload value": (
+        "PUT",
+        f"/collections/{PLAIN}/points?wait=true",
+        {"points": [{"id": 1200, "vector": [1, 2, 3], "payload": {"k": NUL}}]},
+    ),
+    "payload key": (
+        "PUT",
+        f"/collections/{PLAIN}/points?wait=true",
+        {"points": [{"id": 1200, "vector": [1, 2, 3], "payload": {NUL: 1}}]},
+    ),
+    "deep in a batch": (
+        "PUT",
+        f"/collections/{PLAIN}/points?wait=true",
+        {
+            "batch": {
+                "ids": [1200, 1201],
+                "vectors": [[1, 2, 3], [1, 2, 3]],
+                "payloads": [{}, {"k": [{"deep": NUL}]}],
+            }
+        },
+    ),
+    "set payload": (
+        "POST",
+        f"/collections/{PLAIN}/points/payload?wait=true",
+        {"payload": {"k": NUL}, "points": [1]},
+    ),
+    "overwrite payload": (
+        "PUT",
+        f"/collections/{PLAIN}/points/payload?wait=true",
+        {"payload": {"k": NUL}, "points": [1]},
+    ),
+    "payload index field": (
+        "PUT",
+        f"/collections/{PLAIN}/index?wait=true",
+        {"field_name": NUL, "field_schema": "keyword"},
+    ),
+    "alias": (
+        "POST",
+        "/collections/aliases",
+        {"actions": [{"create_alias": {"collection_name": PLAIN, "alias_name": NUL}}]},
+    ),
+    "collection setting": (
+        "PUT",
+        "/collections/err_nul",
+        {"vectors": {"size": 2, "distance": "Dot"}, "optimizers_config": {"x": NUL}},
+    ),
+}
+
+
+def plain_state(http: httpx.Client) -> tuple:
+    """What a rejected write to PLAIN must leave as it was: some points with their payloads,
+    the aliases and the declared payload indexes."""
+    points = http.post(
+        f"/collections/{PLAIN}/points", json={"ids": [1, 1200, 1201], "with_payload": True}
+    )
+    info = http.get(f"/collections/{PLAIN}").json()["result"]
+    return points.json()["result"], http.get("/aliases").json()["result"], info["payload_schema"]
+
+
+@pytest.mark.parametrize("case", list(NUL_WRITES))
+def test_nul_character_is_400_and_writes_nothing(http, case: str) -> None:
+    method, path, body = NUL_WRITES[case]
+    before = plain_state(http)
+    with writes_nothing(http):
+        assert_error(http.request(method, path, json=body), 400, contains="NUL")
+    assert plain_state(http) == before
+
+
+NUL_FILTERS = [
+    {"must": [{"key": "i", "match": {"value": NUL}}]},
+    {"must": [{"key": NUL, "match": {"value": "x"}}]},
+    {"should": [{"key": "i", "match": {"any": ["x", NUL]}}]},
+    {"must_not": [{"key": "i", "match": {"except": [NUL]}}]},
+    {"must": [{"key": "i", "match": {"text": NUL}}]},
+]
+
+
+@pytest.mark.parametrize("flt", NUL_FILTERS)
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("scroll", {}), ("count", {"exact": True}), ("query", {"query": [1, 2, 3, 4], "using": "v"})],
+)
+def test_nul_character_in_a_filter_is_400(http, flt: dict, route: str, body: dict) -> None:
+    """Whichever way the filter would be evaluated (in memory or in SQL), the answer is the same."""
+    response = http.post(f"/collections/{NAMED}/points/{route}", json={**body, "filter": flt})
+    assert_error(response, 400, contains="NUL")
+
+
+@pytest.mark.parametrize("schema", [[None, None], ["keyword"], {"type": ["keyword"]}, {"a": 1}])
+def test_payload_index_schema_of_the_wrong_shape_is_400(http, schema) -> None:
+    before = plain_state(http)
+    response = http.put(
+        f"/collections/{PLAIN}/index?wait=true", json={"field_name": "f", "field_schema": schema}
+    )
+    assert_error(response, 400, contains="field_schema")
+    assert plain_state(http) == before
+
+
 # --------------------------------------------------------------------- limits and offsets
 
 NEGATIVE = [

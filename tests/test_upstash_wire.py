@@ -170,6 +170,35 @@ def test_every_failure_uses_the_error_envelope(wire, servers) -> None:
     assert failure(f"{servers[0]}/upstash/q", "/info")[0] == 404
 
 
+NUL = "a\u0000b"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/upsert", [{"id": "n1", "vector": [1, 0], "metadata": {"m": NUL}}]),
+        ("/upsert", [{"id": "n1", "vector": [1, 0], "metadata": {NUL: 1}}]),
+        ("/upsert", [{"id": "n1", "vector": [1, 0], "data": NUL}]),
+        ("/upsert", [{"id": "n1", "vector": [1, 0]}, {"id": NUL, "vector": [0, 1]}]),
+        ("/upsert/a%00b", [{"id": "n1", "vector": [1, 0]}]),
+        ("/update", {"id": "a", "metadata": {"m": NUL}}),
+        ("/query", {"vector": [1, 0], "topK": 2, "filter": "m = 'a\u0000b'"}),
+        ("/resumable-query", {"vector": [1, 0], "topK": 2, "filter": "a\u0000b = 1"}),
+        ("/delete", {"filter": "m = 'a\u0000b'"}),
+    ],
+)
+def test_nul_character_is_400_and_writes_nothing(wire, path: str, body: Any) -> None:
+    """PostgreSQL's text and jsonb cannot hold U+0000: a request carrying one, to store or to
+    filter on, is a 400 in Upstash's envelope and changes nothing."""
+    before = send(wire, "/info", method="GET")
+    fetch = {"ids": ["n1", "a", "b"], "includeMetadata": True, "includeData": True}
+    fetched = send(wire, "/fetch", fetch)
+    status, message = failure(wire, path, body)
+    assert status == 400 and "NUL" in message, message
+    assert send(wire, "/info", method="GET") == before
+    assert send(wire, "/fetch", fetch) == fetched
+
+
 def test_internal_errors_use_the_envelope_too() -> None:
     @post("/upstash/broken")
     async def broken() -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.engine import create_engine
+from app.errors import NulCharacter
+
+# What PostgreSQL answers to text holding U+0000: in `jsonb` (untranslatable_character) and
+# in `text` (character_not_in_repertoire, "invalid byte sequence for encoding UTF8: 0x00").
+NUL_SQLSTATES = frozenset({"22P05", "22021"})
 
 
 class Database:
@@ -18,22 +24,38 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction: committed when the block exits normally, rolled back otherwise."""
-        async with self.engine.begin() as conn:
-            yield conn
+        with _nul_is_bad_input():
+            async with self.engine.begin() as conn:
+                yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A read-only unit of work (one connection, no explicit transaction)."""
-        async with self.engine.connect() as conn:
-            yield conn
+        with _nul_is_bad_input():
+            async with self.engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read-only REPEATABLE READ transaction: every query sees the same snapshot."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                yield conn
+        with _nul_is_bad_input():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@contextmanager
+def _nul_is_bad_input() -> Iterator[None]:
+    """Text with U+0000 from a request (a payload, a name, a setting) is the request's fault:
+    a 400 once the transaction has rolled back, not a 500. Parsers reject it where they can
+    name the field; this catches whatever reaches PostgreSQL anyway."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in NUL_SQLSTATES:
+            raise NulCharacter("text in the request") from exc
+        raise

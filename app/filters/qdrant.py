@@ -21,7 +21,7 @@ import math
 import uuid
 from typing import Any
 
-from app.errors import BadRequest
+from app.errors import BadRequest, NulCharacter
 from app.filters import ast
 from app.filters.ast import (
     FALSE,
@@ -50,8 +50,21 @@ def parse_qdrant_filter(obj: dict[str, Any] | None) -> Node | None:
     """The AST of a REST `filter`, or None when it constrains nothing."""
     if obj is None:
         return None
+    if _holds_nul(obj):  # rejected whether it would be evaluated in memory or in SQL
+        raise NulCharacter("the filter")
     node = _filter(obj, "filter")
     return None if node == TRUE else node
+
+
+def _holds_nul(obj: Any) -> bool:
+    """Whether a key or string anywhere in a decoded JSON value contains U+0000."""
+    if isinstance(obj, str):
+        return "\x00" in obj
+    if isinstance(obj, dict):
+        return any(_holds_nul(key) or _holds_nul(value) for key, value in obj.items())
+    if isinstance(obj, list):
+        return any(_holds_nul(item) for item in obj)
+    return False
 
 
 def _fail(where: str, problem: str) -> BadRequest:

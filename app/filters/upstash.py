@@ -40,7 +40,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from app.errors import BadRequest
+from app.errors import BadRequest, NulCharacter
 from app.filters import ast
 from app.filters.ast import And, Index, Key, Node, Or, Path, Scalar, Typing
 from app.filters.semantics import glob_to_regex
@@ -74,6 +74,8 @@ class Token:
 
 def parse_upstash_filter(text: str) -> Node | None:
     """The AST of an Upstash `filter` string; None for an empty (or all-blank) filter."""
+    if "\x00" in text:  # rejected whether it would be evaluated in memory or in SQL
+        raise NulCharacter("the filter")
     tokens = tokenize(text)
     if tokens[0].kind == "end":
         return None

@@ -21,7 +21,7 @@ SCHEMAS = frozenset({"keyword", "integer", "float", "bool", "geo", "text", "date
 def schema_type(schema: Any) -> str:
     """`"keyword"` or `{"type": "integer", …}` → the type name, checked."""
     kind = schema.get("type") if isinstance(schema, dict) else schema
-    if kind not in SCHEMAS:
+    if not isinstance(kind, str) or kind not in SCHEMAS:
         raise BadRequest(
             f"Wrong input: field_schema must be one of {', '.join(sorted(SCHEMAS))} (got {kind!r})"
         )
