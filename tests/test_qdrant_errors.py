@@ -609,18 +609,21 @@ def test_unknown_route_is_404_envelope(http, method: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "allowed"),
     [
-        ("PATCH", f"/collections/{NAMED}/points/query"),
-        ("PUT", f"/collections/{NAMED}/points/scroll"),
-        ("DELETE", f"/collections/{NAMED}/points/count"),
-        ("POST", "/collections"),
-        ("DELETE", f"/collections/{NAMED}/exists"),
+        ("PATCH", f"/collections/{NAMED}/points/query", "POST"),
+        ("PUT", f"/collections/{NAMED}/points/scroll", "POST"),
+        ("DELETE", f"/collections/{NAMED}/points/count", "POST"),
+        ("POST", "/collections", "GET"),
+        ("DELETE", f"/collections/{NAMED}/exists", "GET"),
     ],
 )
-def test_wrong_method_is_405_envelope(http, method: str, path: str) -> None:
+def test_wrong_method_is_405_envelope(http, method: str, path: str, allowed: str) -> None:
+    """With the `Allow` header a 405 must carry (RFC 9110)."""
     with writes_nothing(http):
-        assert_error(http.request(method, path, json={}), 405)
+        response = http.request(method, path, json={})
+        assert_error(response, 405)
+    assert allowed in response.headers["allow"].split(", ")
 
 
 # --------------------------------------------------------------------- property: any body

@@ -137,6 +137,7 @@ def test_rename_namespace(wire) -> None:
 def test_every_failure_uses_the_error_envelope(wire, servers) -> None:
     assert failure(wire, "/no-such-route") == (404, "Not Found")
     assert failure(wire, "/info", method="PATCH") == (405, "Method Not Allowed")
+    assert "GET" in request(wire, "/info", method="PATCH").headers["allow"]
     status, message = failure(wire, "/query", {"vector": "up"})
     assert status == 422 and message.startswith("Validation error in JSON body")
     assert failure(wire, "/range", {"limit": "all"}, method="GET")[0] == 422

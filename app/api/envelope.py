@@ -55,11 +55,20 @@ def describe(exc: Exception) -> tuple[int, str]:
 
 def handle_error(request: Request, exc: Exception) -> Response:
     status, message = describe(exc)
+    headers = _headers_of(exc, status)
     if request.url.path.startswith(UPSTASH_PREFIX):
-        return Response({"error": message, "status": status}, status_code=status)
-    headers = {"Retry-After": "1"} if status == 429 else None
+        return Response({"error": message, "status": status}, status_code=status, headers=headers)
     return Response(
         {"status": {"error": message}, "time": elapsed(request)},
         status_code=status,
         headers=headers,
     )
+
+
+def _headers_of(exc: Exception, status: int) -> dict[str, str]:
+    """The headers the error's status calls for: Litestar's own (a 405's `Allow`, which RFC
+    9110 requires), and `Retry-After` on a 429."""
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    if status == 429:
+        headers["Retry-After"] = "1"
+    return headers
