@@ -242,6 +242,12 @@ def test_upstash_idle_expiry_and_session_cap(upstash) -> None:
     handles = [index.resumable_query(vector=[1.0, 0.0], top_k=1)[1] for _ in range(3)]
     with pytest.raises(UpstashError, match="Too many"):
         index.resumable_query(vector=[1.0, 0.0], top_k=1)
+    over = httpx.post(
+        f"{upstash.url}/upstash/docs/resumable-query",
+        json={"vector": [1.0, 0.0], "topK": 1},
+        headers={"Authorization": "Bearer token"},
+    )
+    assert (over.status_code, over.headers.get("retry-after")) == (429, "1")
     for handle in handles:
         handle.stop()
     index.resumable_query(vector=[1.0, 0.0], top_k=1)[1].stop()
