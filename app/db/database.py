@@ -51,8 +51,8 @@ class Database:
 @contextmanager
 def _nul_is_bad_input() -> Iterator[None]:
     """Text with U+0000 from a request (a payload, a name, a setting) is the request's fault:
-    a 400 once the transaction has rolled back, not a 500. Parsers reject it where they can
-    name the field; this catches whatever reaches PostgreSQL anyway."""
+    a 400 once the transaction has rolled back, not a 500. Filters are rejected earlier, when
+    parsed, so that their answer does not depend on where they run; this catches the rest."""
     try:
         yield
     except DBAPIError as exc:
