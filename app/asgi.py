@@ -12,7 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from app.api import system
 from app.api.auth import ApiKeyMiddleware
 from app.api.envelope import handle_error, mark_started
-from app.api.openapi import operation_id
+from app.api.openapi import document_errors, operation_id
 from app.api.qdrant import qdrant_router
 from app.api.qdrant.fastpath import FastPath
 from app.api.timing import ServerTimingMiddleware
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     app.state.settings = settings
+    document_errors(app)
     return app
 
 

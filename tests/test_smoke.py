@@ -25,3 +25,27 @@ def test_openapi_document_renders_with_one_id_per_operation(server) -> None:
     assert "/upstash/{index_name}/delete-namespace" in paths
     assert "/upstash/{index_name}/delete-namespace/{namespace}" in paths
     assert httpx.get(f"{server.url}/schema/scalar").status_code == 200
+
+
+def test_openapi_document_lists_errors_in_each_dialects_envelope(server) -> None:
+    """Every error is rendered by `app.api.envelope`; the document must say so, not list
+    Litestar's own `{status_code, detail}` shape that no route answers with."""
+    document = httpx.get(f"{server.url}/schema/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    def error_fields(path: str, method: str, status: str) -> set[str]:
+        response = document["paths"][path][method]["responses"][status]
+        schema = response["content"]["application/json"]["schema"]
+        return set(schemas[schema["$ref"].rsplit("/", 1)[1]]["properties"])
+
+    for status in ("400", "404", "422"):
+        assert error_fields("/collections/{collection_name}/points/query", "post", status) == {
+            "status",
+            "time",
+        }
+        assert error_fields("/upstash/{index_name}/query", "post", status) == {"error", "status"}
+    assert error_fields("/collections/{collection_name}", "put", "409") == {"status", "time"}
+    assert error_fields("/upstash/{index_name}/resumable-query", "post", "429") == {
+        "error",
+        "status",
+    }

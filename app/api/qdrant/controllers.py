@@ -11,6 +11,7 @@ from litestar.params import QueryParameter
 from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
+from app.api.openapi import qdrant_errors
 from app.api.qdrant import parse, render, schemas
 from app.errors import NotFound, UnknownVectorName
 from app.services.container import Services
@@ -41,7 +42,7 @@ class CollectionsController(Controller):
         names = [{"name": c.name} for c in services.collections.list()]
         return qdrant_ok(request, {"collections": names})
 
-    @post("/aliases", status_code=200)
+    @post("/aliases", status_code=200, responses=qdrant_errors(409))
     async def update_aliases(
         self, request: Request, services: Services, data: schemas.ChangeAliases
     ) -> Response:
@@ -55,7 +56,7 @@ class CollectionsController(Controller):
         pairs = services.collections.aliases(collection_name)
         return qdrant_ok(request, render.aliases(pairs))
 
-    @put("/{collection_name:str}")
+    @put("/{collection_name:str}", responses=qdrant_errors(409))
     async def create_collection(
         self,
         request: Request,
@@ -468,7 +469,7 @@ class ResumableController(Controller):
     tags = ["qdrant: resumable queries"]
     dependencies = {"services": Provide(provide_services)}
 
-    @post("/", status_code=200, opt=READ_ONLY)
+    @post("/", status_code=200, opt=READ_ONLY, responses=qdrant_errors(429))
     async def start(
         self,
         request: Request,

@@ -18,6 +18,7 @@ from litestar.params import QueryParameter
 
 from app.api.auth import READ_ONLY, presented_key
 from app.api.deps import provide_services
+from app.api.openapi import upstash_errors
 from app.api.upstash import render, schemas
 from app.errors import BadRequest, ValidationFailed
 from app.models import DEFAULT_VECTOR, Collection
@@ -123,7 +124,7 @@ class UpstashController(Controller):
 
     # ------------------------------------------------------------------ index
 
-    @put("/")
+    @put("/", responses=upstash_errors(409))
     async def create_index(
         self, services: Services, index_name: str, data: schemas.CreateIndex
     ) -> Response:
@@ -317,7 +318,7 @@ class UpstashController(Controller):
 
     # -------------------------------------------------------- resumable query
 
-    @post(paths("resumable-query"), status_code=200, opt=READ_ONLY)
+    @post(paths("resumable-query"), status_code=200, opt=READ_ONLY, responses=upstash_errors(429))
     async def resumable_query(
         self,
         request: Request,
