@@ -169,7 +169,7 @@ class ChangeFeed:
         if self.signal.current() != self._seen:
             await self.catch_up()
 
-    def committed(self, catalog: bool = False, namespace_id: int | None = None) -> None:
+    def _committed(self, catalog: bool = False, namespace_id: int | None = None) -> None:
         """Announce a write this worker committed (and already applied to its segments and
         catalog); `catalog`: it changed collections, namespaces, aliases or payload indexes;
         `namespace_id`: it wrote only that namespace's points."""
@@ -180,7 +180,7 @@ class ChangeFeed:
 
     def committed_points(self, namespace_id: int) -> None:
         """Announce committed point writes to one namespace (the point service's `on_commit`)."""
-        self.committed(namespace_id=namespace_id)
+        self._committed(namespace_id=namespace_id)
 
     def committed_to_catalog(self) -> None:
         """Announce a committed change of the catalog (the catalog keepers' `on_commit`).
@@ -189,7 +189,7 @@ class ChangeFeed:
         that one (the change undone elsewhere): the next catch-up must read it again.
         """
         self.catalog.fingerprint = ""
-        self.committed(catalog=True)
+        self._committed(catalog=True)
 
     async def catch_up(self, force: bool = False) -> None:
         """Apply what PostgreSQL holds beyond what this worker has: collections, then points.
