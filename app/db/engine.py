@@ -79,11 +79,17 @@ def _is_running(pid: int) -> bool:
     return True
 
 
+SERVER_SETTINGS = {"application_name": "waypoint", "standard_conforming_strings": "on"}
+"""Set on every connection. `standard_conforming_strings` is pinned because the SQL we write
+spells string constants the standard way ('' doubles a quote, a backslash is itself): with
+it off, as a database or role may be configured, a backslash in user text would escape."""
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
-        connect_args={"server_settings": {"application_name": "waypoint"}},
+        connect_args={"server_settings": dict(SERVER_SETTINGS)},
     )

@@ -12,7 +12,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.engine import async_url
+from app.db.engine import SERVER_SETTINGS, async_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,11 @@ def install_compat(connection: Connection) -> None:
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` on a connection of our own."""
-    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        async_url(url),
+        poolclass=pool.NullPool,
+        connect_args={"server_settings": dict(SERVER_SETTINGS)},
+    )
     config = alembic_config()
 
     def run(connection) -> None:

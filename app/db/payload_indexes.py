@@ -13,7 +13,7 @@ one set per (path, family), shared by every collection that declares the field s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,10 +80,9 @@ def _index_names(values: Iterable[str | None]) -> set[str]:
 
 
 async def ensure_payload_gin(conn: AsyncConnection) -> None:
-    await conn.execute(
-        sa.text(
-            f"CREATE INDEX IF NOT EXISTS {PAYLOAD_GIN} ON points USING gin (payload jsonb_path_ops)"
-        )
+    await _ddl(
+        conn,
+        f"CREATE INDEX IF NOT EXISTS {PAYLOAD_GIN} ON points USING gin (payload jsonb_path_ops)",
     )
 
 
@@ -119,19 +118,39 @@ async def ensure_expression_index(conn: AsyncConnection, field: str, kind: str) 
     """Create the expression indexes of a `kind` field (app.db.functions); returns their
     common name prefix, or "" when the type or the path has none."""
     keys = plain_keys(field)
-    chain = constant_chain_sql(keys) if keys else None
-    if chain is None or kind not in EXPRESSION_INDEXES:
-        return ""
+    if not keys or constant_chain_sql(keys) is None or kind not in EXPRESSION_INDEXES:
+        return ""  # the compiler's test too: no index where it writes no hint
+    chain = await quoted_chain(conn, keys)
     family, parts = EXPRESSION_INDEXES[kind]
     name = f"ix_points_{family}_" + hashlib.sha256(field.encode()).hexdigest()[:16]
     for suffix, method, function in parts:
-        await conn.execute(
-            sa.text(
-                f"CREATE INDEX IF NOT EXISTS {name}_{suffix} ON points "
-                f"USING {method} ({function}({chain}))"
-            )
+        await _ddl(
+            conn,
+            f"CREATE INDEX IF NOT EXISTS {_ident(conn, f'{name}_{suffix}')} ON points "
+            f"USING {method} ({function}({chain}))",
         )
     return name
+
+
+async def quoted_chain(conn: AsyncConnection, keys: Sequence[str]) -> str:
+    """`payload -> 'a' -> 'b'` with each key quoted by PostgreSQL itself (`quote_literal`,
+    which writes E'…' when a key holds a backslash): DDL takes no bound parameters, and
+    text quoted by the server's own rules parses back to the same key whatever the
+    connection's settings. The constants equal the compiler's, so its hints use the index."""
+    quoted = sa.select(sa.func.quote_literal(sa.bindparam("key", type_=sa.Text)))
+    literals = [await conn.scalar(quoted, {"key": key}) for key in keys]
+    return "payload" + "".join(f" -> {literal}" for literal in literals)
+
+
+async def _ddl(conn: AsyncConnection, statement: str) -> None:
+    """Run DDL as written: `sa.text` would take a `:word` inside a quoted key for a bind
+    parameter, and DDL has no parameters to bind."""
+    await conn.exec_driver_sql(statement)
+
+
+def _ident(conn: AsyncConnection, name: str) -> str:
+    """An index name as a SQL identifier, quoted where PostgreSQL needs it."""
+    return conn.dialect.identifier_preparer.quote(name)
 
 
 async def drop_unused_indexes(conn: AsyncConnection, names: set[str]) -> None:
@@ -139,7 +158,7 @@ async def drop_unused_indexes(conn: AsyncConnection, names: set[str]) -> None:
     used = _index_names((await conn.execute(sa.select(payload_indexes.c.pg_index_name))).scalars())
     for name in sorted(names - used):
         if name == PAYLOAD_GIN:
-            await conn.execute(sa.text(f"DROP INDEX IF EXISTS {PAYLOAD_GIN}"))
+            await _ddl(conn, f"DROP INDEX IF EXISTS {PAYLOAD_GIN}")
         elif (family := name.split("_")[2]) in _SUFFIXES:
-            indexes = ", ".join(f"{name}_{suffix}" for suffix in _SUFFIXES[family])
-            await conn.execute(sa.text(f"DROP INDEX IF EXISTS {indexes}"))
+            indexes = ", ".join(_ident(conn, f"{name}_{suffix}") for suffix in _SUFFIXES[family])
+            await _ddl(conn, f"DROP INDEX IF EXISTS {indexes}")
