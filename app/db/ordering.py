@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import offload
 from app.db.repository import PointRecord
 from app.db.tables import points
 from app.models import wire_point_id
@@ -71,7 +72,7 @@ async def ordered_points(
         stmt = stmt.where(where)
     if start_from is not None:
         stmt = stmt.where(value <= start_from if descending else value >= start_from)
-    rows = (await conn.execute(stmt)).all()
+    rows = (await offload.execute(conn, stmt)).all()
     return [
         (PointRecord(wire_point_id(r.point_id, r.id_kind), r.seq, r.payload, None, {}), r[4])
         for r in rows

@@ -7,7 +7,7 @@ size, instead of one round trip per point.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, SMALLINT, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import offload
 from app.db.tables import collections, namespaces, point_vectors, points
 from app.models import IdKind, PointId, wire_point_id
 
@@ -184,7 +185,7 @@ async def upsert_points(
     await conn.execute(
         sa.delete(point_vectors).where(
             point_vectors.c.namespace_id == namespace_id,
-            point_vectors.c.point_id.in_(list(seqs)),
+            _among(point_vectors.c.point_id, seqs),
         )
     )
     rows = [
@@ -241,6 +242,12 @@ async def delete_points(
     return [wire_point_id(row.point_id, row.id_kind) for row in rows], seq
 
 
+def _among(column: sa.Column[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """`column = ANY(array)`: one bound array however many values, where an `IN` list binds
+    a parameter each and PostgreSQL takes at most 32767 in a statement."""
+    return column == sa.func.any(sa.literal(list(values), ARRAY(column.type)))
+
+
 def _record(row: sa.Row, vectors: dict[str, bytes]) -> PointRecord:
     return PointRecord(
         id=wire_point_id(row.point_id, row.id_kind),
@@ -255,7 +262,7 @@ async def _vectors_of(
     conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str]
 ) -> dict[str, dict[str, bytes]]:
     stmt = sa.select(point_vectors.c.point_id, point_vectors.c.name, point_vectors.c.vector).where(
-        point_vectors.c.namespace_id == namespace_id, point_vectors.c.point_id.in_(list(point_ids))
+        point_vectors.c.namespace_id == namespace_id, _among(point_vectors.c.point_id, point_ids)
     )
     found: dict[str, dict[str, bytes]] = {}
     for row in await conn.execute(stmt):
@@ -279,7 +286,7 @@ async def select_points(
     if not point_ids:
         return {}
     stmt = sa.select(*_POINT_COLUMNS).where(
-        points.c.namespace_id == namespace_id, points.c.point_id.in_(list(point_ids))
+        points.c.namespace_id == namespace_id, _among(points.c.point_id, point_ids)
     )
     rows = (await conn.execute(stmt)).all()
     vectors = await _vectors_of(conn, namespace_id, point_ids) if with_vectors else {}
@@ -311,7 +318,7 @@ async def scroll_points(
                 sa.and_(points.c.id_kind == kind, points.c.point_id >= text),
             )
         )
-    rows = (await conn.execute(stmt.order_by(*order).limit(limit))).all()
+    rows = (await offload.execute(conn, stmt.order_by(*order).limit(limit))).all()
     ids = [row.point_id for row in rows]
     vectors = await _vectors_of(conn, namespace_id, ids) if with_vectors else {}
     return [_record(row, vectors.get(row.point_id, {})) for row in rows]
@@ -325,7 +332,7 @@ async def count_points(
     )
     if where is not None:
         stmt = stmt.where(where)
-    return (await conn.execute(stmt)).scalar_one()
+    return (await offload.execute(conn, stmt)).scalar_one()
 
 
 async def stream_vectors(
@@ -476,7 +483,7 @@ async def select_payloads(
 ) -> dict[str, dict[str, Any] | None]:
     """Current payloads of the existing points among `point_ids`."""
     stmt = sa.select(points.c.point_id, points.c.payload).where(
-        points.c.namespace_id == namespace_id, points.c.point_id.in_(list(point_ids))
+        points.c.namespace_id == namespace_id, _among(points.c.point_id, point_ids)
     )
     return {row.point_id: row.payload for row in await conn.execute(stmt)}
 
@@ -561,7 +568,8 @@ async def select_ids(
     if where is not None:
         stmt = stmt.where(where)
     return [
-        (row.point_id, wire_point_id(row.point_id, row.id_kind)) for row in await conn.execute(stmt)
+        (row.point_id, wire_point_id(row.point_id, row.id_kind))
+        for row in await offload.execute(conn, stmt)
     ]
 
 
@@ -585,7 +593,7 @@ async def ensure_namespace(conn: AsyncConnection, collection_id: int, name: str)
 async def count_by_namespace(conn: AsyncConnection, namespace_ids: Sequence[int]) -> dict[int, int]:
     stmt = (
         sa.select(points.c.namespace_id, sa.func.count())
-        .where(points.c.namespace_id.in_(list(namespace_ids)))
+        .where(_among(points.c.namespace_id, namespace_ids))
         .group_by(points.c.namespace_id)
     )
     return {row[0]: row[1] for row in await conn.execute(stmt)}
@@ -611,7 +619,7 @@ async def select_ids_rechecked(
         points.c.point_id, points.c.id_kind, recheck.label("recheck"), points.c.payload, names
     ).where(points.c.namespace_id == namespace_id, where)
     out: list = []
-    for row in await conn.execute(stmt):
+    for row in await offload.execute(conn, stmt):
         wire = wire_point_id(row.point_id, row.id_kind)
         out.append(
             (row.point_id, wire, row.payload, row[4]) if row.recheck else (row.point_id, wire)

@@ -341,3 +341,54 @@ Node = (
     | HasVector
     | Nested
 )
+
+
+def either(children: list[Node]) -> Node:
+    """`Or(children)`, with the equality tests on one path merged into one `AnyOf`.
+
+    `a = 1 OR a = 2 OR ...` is how a filter lists allowed values in Upstash, and many Qdrant
+    clients send `should` lists of `match.value`; as one `AnyOf` it costs every back end one
+    test instead of one per value. A single child is returned as it is.
+    """
+    merged: dict[tuple[Path, Typing], list[Scalar]] = {}
+    kept: list[Node | tuple[Path, Typing]] = []
+    for child in children:
+        if isinstance(child, Equals | AnyOf):
+            key = (child.path, child.typing)
+            if key not in merged:
+                merged[key] = []
+                kept.append(key)
+            merged[key].extend((child.value,) if isinstance(child, Equals) else child.values)
+        else:
+            kept.append(child)
+    nodes = [_equality(*item, merged[item]) if isinstance(item, tuple) else item for item in kept]
+    return nodes[0] if len(nodes) == 1 else Or(tuple(nodes))
+
+
+def _equality(path: Path, typing: Typing, values: list[Scalar]) -> Node:
+    distinct = tuple(dict.fromkeys((type(v), v) for v in values))
+    if len(distinct) == 1:
+        return Equals(path, values[0], typing)
+    return AnyOf(path, tuple(v for _, v in distinct), typing)
+
+
+def count_conditions(node: Node, enough: int) -> int:
+    """The leaf conditions of a filter (a full-text match counts a condition per word), counted
+    until `enough`, without recursion."""
+    count = 0
+    stack = [node]
+    while stack and count < enough:
+        item = stack.pop()
+        match item:
+            case And(children) | Or(children) | MinShould(children, _):
+                stack.extend(children)
+            case Not(child):
+                stack.append(child)
+            case Nested(_, sub_filter):
+                count += 1
+                stack.append(sub_filter)
+            case Text(_, query, _):  # one test per word
+                count += max(1, len(query.split()))
+            case _:
+                count += 1
+    return count

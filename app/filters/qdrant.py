@@ -21,6 +21,7 @@ import math
 import uuid
 from typing import Any
 
+from app import limits
 from app.errors import BadRequest, NulCharacter
 from app.filters import ast
 from app.filters.ast import (
@@ -50,20 +51,72 @@ def parse_qdrant_filter(obj: dict[str, Any] | None) -> Node | None:
     """The AST of a REST `filter`, or None when it constrains nothing."""
     if obj is None:
         return None
+    _check_size(obj)
     if _holds_nul(obj):  # rejected whether it would be evaluated in memory or in SQL
         raise NulCharacter("the filter")
     node = _filter(obj, "filter")
     return None if node == TRUE else node
 
 
+def _check_size(obj: Any) -> None:
+    """Refuse a filter nested deeper or holding more conditions than the limits allow,
+    before the recursive parser and back ends meet it; a walk without recursion that stops
+    at the first excess, so its cost is bounded whatever was sent."""
+    allowed = limits.current()
+    conditions = 0
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        filter_obj, depth = stack.pop()
+        if depth > allowed.filter_depth:
+            raise BadRequest(
+                f"Wrong input: the filter nests clauses more than {allowed.filter_depth} "
+                "levels deep (WAYPOINT_MAX_FILTER_DEPTH)"
+            )
+        for item in _clause_items(filter_obj):
+            if isinstance(item, dict) and item and set(item) <= _FILTER_KEYS:
+                stack.append((item, depth + 1))
+                continue
+            conditions += 1
+            if conditions > allowed.filter_conditions:
+                raise BadRequest(
+                    f"Wrong input: the filter has more than {allowed.filter_conditions} "
+                    "conditions (WAYPOINT_MAX_FILTER_CONDITIONS)"
+                )
+            nested = item.get("nested") if isinstance(item, dict) else None
+            if isinstance(nested, dict):
+                stack.append((nested.get("filter"), depth + 1))
+
+
+def _clause_items(obj: Any) -> list[Any]:
+    """The conditions and sub-filters directly inside a filter (none if it is malformed:
+    the parser then says what is wrong)."""
+    if not isinstance(obj, dict):
+        return []
+    min_should = obj.get("min_should")
+    clauses = [obj.get("must"), obj.get("should"), obj.get("must_not")]
+    clauses.append(min_should.get("conditions") if isinstance(min_should, dict) else None)
+    items: list[Any] = []
+    for clause in clauses:
+        if isinstance(clause, list):
+            items.extend(clause)
+        elif clause is not None:
+            items.append(clause)
+    return items
+
+
 def _holds_nul(obj: Any) -> bool:
     """Whether a key or string anywhere in a decoded JSON value contains U+0000."""
-    if isinstance(obj, str):
-        return "\x00" in obj
-    if isinstance(obj, dict):
-        return any(_holds_nul(key) or _holds_nul(value) for key, value in obj.items())
-    if isinstance(obj, list):
-        return any(_holds_nul(item) for item in obj)
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -88,7 +141,7 @@ def _filter(obj: Any, where: str) -> Node:
     if obj.get("should") is not None:
         should = _conditions(obj["should"], f"{where}.should")
         if should:  # an empty `should` is no constraint, not an impossible one
-            parts.append(_one(Or, should))
+            parts.append(ast.either(should))
     if obj.get("min_should") is not None:
         parts.append(_min_should(obj["min_should"], f"{where}.min_should"))
     return _one(And, parts)

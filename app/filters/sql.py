@@ -371,9 +371,9 @@ class _Compiler:
         c = self.points.c
         options = []
         if numbers:
-            options.append(sa.and_(c.id_kind == 0, c.point_id.in_(numbers)))
+            options.append(sa.and_(c.id_kind == 0, _among(c.point_id, numbers, sa.Text)))
         if strings:
-            options.append(sa.and_(c.id_kind != 0, c.point_id.in_(strings)))
+            options.append(sa.and_(c.id_kind != 0, _among(c.point_id, strings, sa.Text)))
         return sa.or_(*options) if options else sa.false()
 
     def _has_vector(self, name: str) -> Bool:
@@ -525,10 +525,10 @@ def _strict_in(value: Json, literals: Sequence[Scalar]) -> Bool:
     booleans = [v for v in literals if isinstance(v, bool)]
     options: list[Bool] = []
     if strings:
-        options.append(_string(value).in_(strings))
+        options.append(_among(_string(value), strings, sa.Text))
     if integers:
         number = _number(value)
-        options.append(sa.and_(number.in_(integers), sa.func.scale(number) == 0))
+        options.append(sa.and_(_among(number, integers, sa.Numeric), sa.func.scale(number) == 0))
     options.extend(value == _jsonb(b) for b in booleans)
     return sa.or_(*options) if options else sa.false()
 
@@ -539,10 +539,16 @@ def _loose_in(value: Json, literals: Sequence[Scalar]) -> Bool:
     numbers = [_decimal_value(v) for v in literals if not isinstance(v, str)]
     options: list[Bool] = []
     if strings:
-        options.append(_string(value).in_(strings))
+        options.append(_among(_string(value), strings, sa.Text))
     if numbers:
-        options.append(_loose_number(value).in_(numbers))
+        options.append(_among(_loose_number(value), numbers, sa.Numeric))
     return sa.or_(*options) if options else sa.false()
+
+
+def _among(value: ColumnElement[Any], literals: Sequence[Any], kind: type) -> Bool:
+    """`value = ANY(array)`: one bound array, however many literals (an `IN` list binds one
+    parameter each, and PostgreSQL takes at most 32767 in a statement)."""
+    return value == sa.func.any(sa.literal(list(literals), ARRAY(kind)))
 
 
 def _decimal_value(number: int | float | bool) -> Decimal:
@@ -737,7 +743,7 @@ def _text_preds(tokens: list[str], mode: TextMode) -> tuple[Pred, Pred]:
         patterns = [f"{_BOUNDARY_BEFORE}({'|'.join(ascii_tokens)}){_BOUNDARY_AFTER}"]
         possible = bool(ascii_tokens)
     elif mode is TextMode.ALL:
-        patterns = [f"{_BOUNDARY_BEFORE}{t}{_BOUNDARY_AFTER}" for t in tokens]
+        patterns = [f"{_BOUNDARY_BEFORE}{t}{_BOUNDARY_AFTER}" for t in dict.fromkeys(tokens)]
         possible = bool(tokens) and len(ascii_tokens) == len(tokens)
     else:
         patterns = [f"{_BOUNDARY_BEFORE}{_GAP.join(tokens)}{_BOUNDARY_AFTER}"]

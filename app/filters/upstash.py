@@ -40,9 +40,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from app import limits
 from app.errors import BadRequest, NulCharacter
 from app.filters import ast
-from app.filters.ast import And, Index, Key, Node, Or, Path, Scalar, Typing
+from app.filters.ast import And, Index, Key, Node, Path, Scalar, Typing
 from app.filters.semantics import glob_to_regex
 
 _TOKEN = re.compile(
@@ -115,8 +116,14 @@ def _token(kind: str, text: str, position: int) -> Token:
     return Token(kind, text, position)
 
 
+_I64 = 2**63
+
+
 def _number(text: str, position: int) -> int | float:
     if re.fullmatch(r"-?\d+", text):
+        # Checked by length first: Python refuses to read an integer of over 4300 digits.
+        if len(text.lstrip("-")) > 19 or not -_I64 <= int(text) < _I64:
+            raise _fail(f"integer {_clip(text)} is out of the 64-bit range", position)
         return int(text)
     value = float(text)
     if not math.isfinite(value):
@@ -149,6 +156,9 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.at = 0
+        self.limits = limits.current()
+        self.depth = 0  # parentheses open at the current token
+        self.conditions = 0
 
     def parse(self) -> Node:
         node = self.or_expr()
@@ -162,7 +172,7 @@ class _Parser:
         children = [self.and_expr()]
         while self.accept_word("or"):
             children.append(self.and_expr())
-        return children[0] if len(children) == 1 else Or(tuple(children))
+        return ast.either(children)
 
     def and_expr(self) -> Node:
         children = [self.primary()]
@@ -173,10 +183,7 @@ class _Parser:
     def primary(self) -> Node:
         token = self.peek()
         if token.text == "(" and token.kind == "punct":
-            self.at += 1
-            node = self.or_expr()
-            self.expect_punct(")", f"')' to close the '(' at position {token.position}")
-            return node
+            return self.group(token)
         after = self.tokens[min(self.at + 1, len(self.tokens) - 1)]
         if token.is_word("has") and after.is_word("field", "not"):
             return self.has_field()
@@ -188,7 +195,32 @@ class _Parser:
             )
         return self.predicate()
 
+    def group(self, opening: Token) -> Node:
+        self.depth += 1
+        if self.depth > self.limits.filter_depth:
+            raise _fail(
+                f"parentheses nest more than {self.limits.filter_depth} levels deep "
+                "(WAYPOINT_MAX_FILTER_DEPTH)",
+                opening.position,
+            )
+        self.at += 1
+        node = self.or_expr()
+        self.expect_punct(")", f"')' to close the '(' at position {opening.position}")
+        self.depth -= 1
+        return node
+
+    def counted(self, position: int) -> None:
+        """One more condition; past the limit the filter is refused where it overflows."""
+        self.conditions += 1
+        if self.conditions > self.limits.filter_conditions:
+            raise _fail(
+                f"more than {self.limits.filter_conditions} conditions "
+                "(WAYPOINT_MAX_FILTER_CONDITIONS)",
+                position,
+            )
+
     def has_field(self) -> Node:
+        self.counted(self.peek().position)
         self.at += 1
         negated = self.accept_word("not")
         if not self.accept_word("field"):
@@ -198,6 +230,7 @@ class _Parser:
         return ast.Not(exists) if negated else exists
 
     def predicate(self) -> Node:
+        self.counted(self.peek().position)
         path = self.path()
         token = self.peek()
         if token.kind == "op":
@@ -297,6 +330,10 @@ class _Parser:
             raise _fail(f"expected {expected}, found {_show(token)}", token.position)
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+
+
 def _show(token: Token) -> str:
     return "the end of the filter" if token.kind == "end" else f"'{token.text}'"
 
@@ -321,6 +358,8 @@ def _index(bracket: str, text: str, position: int) -> Index:
     if match is None:
         raise _fail(f"invalid array index {bracket} in '{text}'", position)
     inside = match.group(1)
+    if len(inside) > 20:
+        raise _fail(f"array index {_clip(bracket)} is out of range in '{_clip(text)}'", position)
     if inside.startswith("#-"):
         back = int(inside[2:])
         if back == 0:

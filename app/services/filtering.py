@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import repository
+from app.db import offload, repository
 from app.db.tables import points
 from app.errors import BadRequest
-from app.filters import Point, SqlFilter, compile_predicate, compile_sql
+from app.filters import Point, SqlFilter, compile_predicate, compile_sql, count_conditions
 from app.models import Collection, PointId
+from app.services.cpu import CpuPool
 
 
 def parse_filter(raw: Any, language: str) -> Any:
@@ -33,11 +34,32 @@ def parse_filter(raw: Any, language: str) -> Any:
     return parse_qdrant_filter(raw)
 
 
+async def parse_filter_off_loop(raw: Any, language: str, cpu: CpuPool | None) -> Any:
+    """`parse_filter`, in `cpu` for a long Upstash filter text: tokenizing one costs the
+    event loop time in proportion to its length (a long `IN` list)."""
+    if cpu is not None and isinstance(raw, str) and len(raw) > LONG_FILTER_TEXT:
+        return await cpu.run(parse_filter, raw, language)
+    return parse_filter(raw, language)
+
+
+LONG_FILTER_TEXT = 1024  # characters of filter text parsed on the event loop at most
+HEAVY_CONDITIONS = 16  # from this many conditions on, a filter's SQL is made off the loop
+
+
 @lru_cache(maxsize=1024)
 def compiled(node: Any, indexed: frozenset[str] = frozenset()) -> SqlFilter:
     """The SQL of a filter, built once: a filter that repeats (a tenant, a category) is
     compiled on its first use only. AST nodes are frozen, so they key the cache."""
     return compile_sql(node, indexed=indexed)
+
+
+def offload_pool(node: Any, cpu: CpuPool | None) -> CpuPool | None:
+    """Where to build, render and re-check a filter's SQL: `cpu` for a filter with enough
+    conditions to hold up the event loop (see `app.db.offload`), else None (on the loop,
+    where SQLAlchemy's statement cache serves repeated small filters)."""
+    if cpu is None or node is None or count_conditions(node, HEAVY_CONDITIONS) < HEAVY_CONDITIONS:
+        return None
+    return cpu
 
 
 async def matching_ids(
@@ -46,17 +68,29 @@ async def matching_ids(
     node: Any,
     among: list[str] | None = None,
     indexed: frozenset[str] = frozenset(),
+    cpu: CpuPool | None = None,
 ) -> list[tuple[str, PointId]]:
     """(id text, wire id) of every point of the namespace (or `among` these id texts) that
-    `node` matches; `indexed`: the collection's declared fields (see `compile_sql`)."""
-    sql = compiled(node, indexed)
+    `node` matches; `indexed`: the collection's declared fields (see `compile_sql`); `cpu`:
+    where a large filter's work goes instead of the event loop."""
+    pool = offload_pool(node, cpu)
+    sql = compiled(node, indexed) if pool is None else await pool.run(compiled, node, indexed)
     where = sql.where
     if among is not None:
         where = sa.and_(points.c.point_id == sa.func.any(sa.literal(among, ARRAY(sa.Text))), where)
-    if sql.recheck is None:
-        return await repository.select_ids(conn, namespace_id, where)
+    with offload.rendering_in(pool):
+        if sql.recheck is None:
+            return await repository.select_ids(conn, namespace_id, where)
+        found = await repository.select_ids_rechecked(conn, namespace_id, where, sql.recheck)
+    if pool is None:
+        return _confirmed(node, found)
+    return await pool.run(_confirmed, node, found)
+
+
+def _confirmed(node: Any, found: list[Any]) -> list[tuple[str, PointId]]:
+    """The rows SQL matched, less those the predicate refuses (rows carrying a payload are
+    the ones SQL could not decide)."""
     predicate = compile_predicate(node)
-    found = await repository.select_ids_rechecked(conn, namespace_id, where, sql.recheck)
     return [
         (row[0], row[1])
         for row in found
@@ -65,19 +99,26 @@ async def matching_ids(
 
 
 async def filter_where(
-    conn: AsyncConnection, namespace_id: int, node: Any, indexed: frozenset[str] = frozenset()
+    conn: AsyncConnection,
+    namespace_id: int,
+    node: Any,
+    indexed: frozenset[str] = frozenset(),
+    cpu: CpuPool | None = None,
 ) -> sa.ColumnElement[bool] | None:
     """An exact WHERE clause over `points` for `node` (None: no filter).
 
     Where SQL alone cannot decide (`recheck`), the clause becomes the list of ids the
-    in-memory predicate confirmed.
+    in-memory predicate confirmed. Run the statement it goes into inside
+    `offload.rendering_in(offload_pool(node, cpu))`.
     """
     if node is None:
         return None
-    sql = compiled(node, indexed)
+    pool = offload_pool(node, cpu)
+    sql = compiled(node, indexed) if pool is None else await pool.run(compiled, node, indexed)
     if sql.recheck is None:
         return sql.where
-    ids = [text for text, _ in await matching_ids(conn, namespace_id, node, indexed=indexed)]
+    found = await matching_ids(conn, namespace_id, node, indexed=indexed, cpu=cpu)
+    ids = [text for text, _ in found]
     return points.c.point_id == sa.func.any(sa.literal(ids, ARRAY(sa.Text)))
 
 
@@ -96,12 +137,17 @@ class FilterGate:
 
     @classmethod
     async def open(
-        cls, conn: AsyncConnection, collection: Collection, namespace_id: int, spec: Any
+        cls,
+        conn: AsyncConnection,
+        collection: Collection,
+        namespace_id: int,
+        spec: Any,
+        cpu: CpuPool | None = None,
     ) -> FilterGate:
-        node = parse_filter(spec.filter, spec.filter_language)
+        node = await parse_filter_off_loop(spec.filter, spec.filter_language, cpu)
         if node is None:
             return no_gate
-        found = await matching_ids(conn, namespace_id, node)
+        found = await matching_ids(conn, namespace_id, node, cpu=cpu)
         return cls(node, {wire for _, wire in found})
 
     def allows(self, segment: Any, rows: np.ndarray) -> np.ndarray:

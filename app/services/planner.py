@@ -95,9 +95,8 @@ class FilterPlanner:
             if estimate > max(segment.filtered_threshold, POSTFILTER_SHARE * len(segment)):
                 return Candidates(None, "sampled", 0.0, estimate)
         async with self.db.connect() as conn:
-            found = await matching_ids(
-                conn, namespace_id, node, indexed=self.registry.declared_fields(namespace_id)
-            )
+            indexed = self.registry.declared_fields(namespace_id)
+            found = await matching_ids(conn, namespace_id, node, indexed=indexed, cpu=self.cpu)
         rows = await self.cpu.run(segment.rows_of, [wire for _, wire in found])
         return Candidates(rows, "sql", 0.0, len(rows))
 
@@ -111,9 +110,8 @@ class FilterPlanner:
         """Which of these points match `node` (one SQL query over their ids)."""
         async with self.db.connect() as conn:
             texts = [str(pid) for pid in ids]
-            found = await matching_ids(
-                conn, namespace_id, node, texts, self.registry.declared_fields(namespace_id)
-            )
+            indexed = self.registry.declared_fields(namespace_id)
+            found = await matching_ids(conn, namespace_id, node, texts, indexed, self.cpu)
         return {wire for _, wire in found}
 
 
