@@ -7,8 +7,10 @@ called with an explicit object in tests and nothing reads the environment at imp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.limits import Limits
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -43,6 +45,7 @@ class Settings:
     session_cache: int = 1024  # live resumable engines kept per worker (0: always from the row)
     pin_workers: bool = False  # each worker process on a CPU of its own (app.affinity)
     counters_dir: Path | None = None  # where the workers of one server keep their counters
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,4 +68,22 @@ class Settings:
             session_cache=int(_env("WAYPOINT_SESSION_CACHE", "1024") or 1024),
             pin_workers=env_flag("WAYPOINT_PIN_WORKERS"),
             counters_dir=Path(d) if (d := _env("WAYPOINT_COUNTERS_DIR")) else None,
+            limits=_limits_from_env(),
         )
+
+
+def _limits_from_env() -> Limits:
+    default = Limits()
+    return Limits(
+        filter_depth=_int("WAYPOINT_MAX_FILTER_DEPTH", default.filter_depth),
+        filter_conditions=_int("WAYPOINT_MAX_FILTER_CONDITIONS", default.filter_conditions),
+        payload_depth=_int("WAYPOINT_MAX_PAYLOAD_DEPTH", default.payload_depth),
+        name_bytes=_int("WAYPOINT_MAX_NAME_BYTES", default.name_bytes),
+        id_bytes=_int("WAYPOINT_MAX_ID_BYTES", default.id_bytes),
+        result_points=_int("WAYPOINT_MAX_RESULT_POINTS", default.result_points),
+    )
+
+
+def _int(name: str, default: int) -> int:
+    value = _env(name)
+    return default if value is None else int(value)

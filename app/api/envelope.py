@@ -49,6 +49,10 @@ def describe(exc: Exception) -> tuple[int, str]:
         if isinstance(exc.__cause__, SerializationException):  # the body did not parse
             return 400, f"Format error in JSON body: {exc.detail}"
         return exc.status_code, str(exc.detail)
+    if isinstance(exc, RecursionError):
+        # msgspec decodes a body recursively and gives up on one nested deeper than the
+        # stack allows; every other recursion over request input is bounded by the limits
+        return 400, "Format error in JSON body: objects and arrays nest too deeply"
     log.exception("unexpected error", exc_info=exc)
     return 500, f"Service internal error: {type(exc).__name__}"
 

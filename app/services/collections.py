@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import limits
 from app.db import aliases as alias_sql
 from app.db import payload_indexes as payload_index_sql
 from app.db import repository
@@ -181,6 +182,7 @@ class CollectionService:
             return
         name = action.new_alias if action.kind == "rename" else action.alias
         assert name is not None
+        limits.check_name("an alias name", name)
         if self.catalog.find(name) is not None:
             raise AlreadyExists(f"Wrong input: Collection `{name}` already exists!")
         if action.kind == "rename":
@@ -205,6 +207,7 @@ class CollectionService:
 
     async def ensure_namespace(self, name: str, namespace: str) -> int:
         """The namespace's id, creating it (and its segments) on first use."""
+        limits.check_name("a namespace name", namespace)
         collection = self.catalog.get(name)
         namespace_id = collection.namespaces.get(namespace)
         if namespace_id is not None:

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import limits
 from app.errors import BadRequest
 from app.filters import ast, parse_qdrant_filter
 from app.filters.qdrant import parse_key
@@ -82,6 +83,7 @@ class GroupService:
     async def groups(self, name: str, request: SearchRequest, spec: GroupSpec) -> list[Group]:
         check_count("group_size", spec.group_size, minimum=1)
         check_count("limit", spec.limit, minimum=1)
+        limits.check_result_size("limit times group_size", spec.limit * spec.group_size)
         path = parse_key(spec.group_by, "group_by")
         if spec.lookup is not None:
             self.points.catalog.get(spec.lookup.collection)  # 404 before searching

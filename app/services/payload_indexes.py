@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import limits
 from app.db import payload_indexes as sql
 from app.db.database import Database
 from app.errors import BadRequest
@@ -46,6 +47,7 @@ class PayloadIndexService:
         kind = schema_type(schema)
         if not field:
             raise BadRequest("Wrong input: field_name must not be empty")
+        limits.check_name("field_name", field)
         stored = schema if isinstance(schema, dict) else {"type": kind}
         async with self.db.begin() as conn:
             pg_indexes = await _create_pg_indexes(conn, field, kind)

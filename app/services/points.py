@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from app.db import ordering, payload_indexes, repository
+from app import limits
+from app.db import offload, ordering, payload_indexes, repository
 from app.db.database import Database
 from app.db.repository import PointWrite
 from app.errors import BadRequest, CollectionNotFound, UnknownVectorName, ValidationFailed
@@ -24,7 +25,7 @@ from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, point_id_key, wire_point_id
 from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
-from app.services.filtering import filter_where, matching_ids
+from app.services.filtering import filter_where, matching_ids, offload_pool
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.statistics import TableStatistics
 from app.services.writes import (
@@ -61,6 +62,8 @@ class Record:
 
 def parse_point_id(point_id: Any, collection: Collection) -> tuple[str, Any, int | None]:
     """Canonical id text, kind and number; Upstash indexes take any string as an id."""
+    if isinstance(point_id, str):
+        limits.check_id(point_id)
     try:
         return point_id_key(point_id, strings=collection.dialect == "upstash")
     except ValueError as exc:
@@ -148,6 +151,7 @@ class PointService:
         }  # the last write of an id wins
         writes, vectors = [], {}
         for text_id, point in latest.items():
+            limits.check_payload("a payload", point.payload)
             checked = {vn: check_vector(collection, vn, v) for vn, v in point.vectors.items()}
             vectors[text_id] = checked
             _, kind, number = parse_point_id(point.id, collection)
@@ -189,7 +193,9 @@ class PointService:
         """Id texts of the points a selector names (ids need not exist; filters match)."""
         if selector.filter is not None:
             indexed = self.registry.declared_fields(namespace_id)
-            found = await matching_ids(conn, namespace_id, selector.filter, indexed=indexed)
+            found = await matching_ids(
+                conn, namespace_id, selector.filter, indexed=indexed, cpu=self.cpu
+            )
             ids = [text for text, _ in found]
             if selector.ids is not None:
                 wanted = {parse_point_id(i, collection)[0] for i in selector.ids}
@@ -236,6 +242,7 @@ class PointService:
         value, `extra["order_value"]`) and there is no next page offset, as in Qdrant.
         """
         check_count("limit", limit, minimum=1)
+        limits.check_result_size("limit", limit)
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, "")
         if order_by is not None:
@@ -254,12 +261,16 @@ class PointService:
             text, kind, number = parse_point_id(offset, collection)
             start = (int(kind), number, text)
         async with self.db.connect() as conn:
-            where = await filter_where(
-                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
-            )
-            rows = await repository.scroll_points(
-                conn, namespace_id, start=start, limit=limit + 1, with_vectors=False, where=where
-            )
+            where = await self._where(conn, namespace_id, filter_)
+            with offload.rendering_in(offload_pool(filter_, self.cpu)):
+                rows = await repository.scroll_points(
+                    conn,
+                    namespace_id,
+                    start=start,
+                    limit=limit + 1,
+                    with_vectors=False,
+                    where=where,
+                )
         next_offset = rows[limit].id if len(rows) > limit else None
         return self.records(collection, namespace_id, rows[:limit], payload, vectors), next_offset
 
@@ -273,19 +284,18 @@ class PointService:
     ) -> list[tuple[repository.PointRecord, Any]]:
         async with self.db.connect() as conn:
             kind = await _range_index(conn, collection, order_by.key)
-            where = await filter_where(
-                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
-            )
-            return await ordering.ordered_points(
-                conn,
-                namespace_id,
-                path=order_by.key.split("."),
-                descending=order_by.descending,
-                start_from=_order_start(order_by.start_from, kind),
-                datetimes=kind == "datetime",
-                limit=limit,
-                where=where,
-            )
+            where = await self._where(conn, namespace_id, filter_)
+            with offload.rendering_in(offload_pool(filter_, self.cpu)):
+                return await ordering.ordered_points(
+                    conn,
+                    namespace_id,
+                    path=order_by.key.split("."),
+                    descending=order_by.descending,
+                    start_from=_order_start(order_by.start_from, kind),
+                    datetimes=kind == "datetime",
+                    limit=limit,
+                    where=where,
+                )
 
     def records_with_order(
         self,
@@ -305,10 +315,14 @@ class PointService:
         collection = self.catalog.get(name)
         namespace_id = self._namespace(collection, namespace)
         async with self.db.connect() as conn:
-            where = await filter_where(
-                conn, namespace_id, filter_, self.registry.declared_fields(namespace_id)
-            )
-            return await repository.count_points(conn, namespace_id, where)
+            where = await self._where(conn, namespace_id, filter_)
+            with offload.rendering_in(offload_pool(filter_, self.cpu)):
+                return await repository.count_points(conn, namespace_id, where)
+
+    async def _where(self, conn, namespace_id: int, filter_: Any) -> Any:
+        """The WHERE clause of a filter over this namespace's points (None: no filter)."""
+        indexed = self.registry.declared_fields(namespace_id)
+        return await filter_where(conn, namespace_id, filter_, indexed, cpu=self.cpu)
 
     def records(
         self,

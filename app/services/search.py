@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from app import limits
 from app.db import repository
 from app.errors import BadRequest
 from app.index.recommend import RecoScorer, Strategy
@@ -258,6 +259,7 @@ class SearchService:
     @staticmethod
     def _check_limits(request: SearchRequest) -> None:
         check_count("limit", request.limit, minimum=1)
+        limits.check_result_size("limit", request.limit)
         check_count("offset", request.offset)
         if request.hnsw_ef is not None:
             check_count("hnsw_ef", request.hnsw_ef, minimum=1)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import limits
 from app.db import repository
 from app.db import upstash as sql
 from app.db.database import Database
@@ -29,7 +30,7 @@ from app.errors import BadRequest, CollectionNotFound, NotFound, ValidationFaile
 from app.index.registry import IndexRegistry
 from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, Distance, VectorParams
 from app.services.catalog import Catalog
-from app.services.filtering import parse_filter
+from app.services.filtering import parse_filter_off_loop
 from app.services.points import PointService, Record, parse_point_id
 from app.services.search import SearchRequest, SearchService
 from app.services.writes import (
@@ -306,6 +307,7 @@ class UpstashService:
             raise BadRequest("The default namespace cannot be renamed or replaced")
         if "/" in new:
             raise BadRequest("A namespace name cannot contain '/'")
+        limits.check_name("a namespace name", new)
         async with self.catalog_lock:  # as in delete_namespace
             async with self.db.begin() as conn:
                 await self._lock(conn, collection)
@@ -358,7 +360,7 @@ class UpstashService:
         check_dimension(collection, spec.vector)
         if not 1 <= spec.top_k <= MAX_TOP_K:
             raise BadRequest(f"topK must be between 1 and {MAX_TOP_K}")
-        node = parse_filter(spec.filter, "upstash")
+        node = await parse_filter_off_loop(spec.filter, "upstash", self.points.cpu)
         namespace_id = collection.namespaces.get(namespace)
         if namespace_id is None:
             return []
@@ -502,7 +504,7 @@ class UpstashService:
         elif prefix is not None:
             select = _with_prefix(prefix)
         else:
-            select = _matching(parse_filter(filter, "upstash"))
+            select = _matching(await parse_filter_off_loop(filter, "upstash", self.points.cpu))
         if namespace not in collection.namespaces:
             return 0
         operation = DeleteSelected(select)
@@ -534,6 +536,7 @@ class UpstashService:
         if spec.metadata is not None:
             selector = PointSelector(ids=(text,))
             patch = spec.metadata
+            limits.check_payload("the metadata", patch)
             operations.append(
                 ChangePayload(selector, lambda old: merge_patch(old, patch))
                 if mode == "PATCH"

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import limits
 from app.db import repository
 from app.db.repository import PointWrite
 from app.errors import NotFound
@@ -127,6 +128,8 @@ class ChangePayload:
         current = await repository.select_payloads(conn, ctx.namespace_id, list(targets))
         _require_all(targets, current)
         new = {pid: self.change(dict(payload or {})) for pid, payload in current.items()}
+        for payload in new.values():  # a key path can nest the change deeper than it was sent
+            limits.check_payload("the payload", payload)
         seqs = await repository.update_payloads(conn, ctx.namespace_id, new)
         wire = await _wire_ids(conn, ctx, seqs)
 
@@ -138,10 +141,12 @@ class ChangePayload:
 
 
 def set_payload(selector: PointSelector, payload: dict[str, Any], key: str | None) -> ChangePayload:
+    limits.check_payload("the payload", payload)
     return ChangePayload(selector, lambda old: merge_at(old, key, payload))
 
 
 def overwrite_payload(selector: PointSelector, payload: dict[str, Any]) -> ChangePayload:
+    limits.check_payload("the payload", payload)
     return ChangePayload(selector, lambda _old: dict(payload))
 
 

@@ -65,6 +65,8 @@ async def body_as(request: Request, kind: type[T]) -> T:
         raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Format error in JSON body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Format error in JSON body: objects and arrays nest too deeply") from None
 
 
 def as_list(ids: list[int | str] | int | str | None) -> list[int | str] | None:

@@ -1,0 +1,92 @@
+"""Explicit limits on what one request may ask for.
+
+Each is the honest answer to an input that would otherwise cost a worker unbounded time or
+memory, or fail deep inside PostgreSQL or Python (a RecursionError, an index row too large):
+past a limit the request gets a 400 that names the limit. The values are set once at start-up
+from `Settings` (`configure`), and read wherever a request is parsed (`current()`), so the
+parsers need no settings object threaded through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import BadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    filter_depth: int = 32  # clauses nested in clauses (Qdrant) or parentheses (Upstash)
+    filter_conditions: int = 1024  # conditions in one filter
+    payload_depth: int = 64  # objects and arrays nested in a payload or metadata value
+    name_bytes: int = 255  # collection, alias, namespace and payload-field names
+    id_bytes: int = 1024  # a string point id (Upstash ids)
+    result_points: int = 10_000  # points one page of a search, scroll or query may return
+
+
+_active = Limits()
+
+
+def configure(limits: Limits) -> None:
+    global _active
+    _active = limits
+
+
+def current() -> Limits:
+    return _active
+
+
+def check_name(what: str, name: str) -> str:
+    """`name` if it fits a PostgreSQL index row with room to spare, else a 400."""
+    if len(name.encode()) > _active.name_bytes:
+        raise BadRequest(
+            f"Wrong input: {what} is longer than {_active.name_bytes} bytes "
+            f"(WAYPOINT_MAX_NAME_BYTES)"
+        )
+    return name
+
+
+def check_id(point_id: str) -> str:
+    if len(point_id.encode()) > _active.id_bytes:
+        raise BadRequest(
+            f"Wrong input: a point id is longer than {_active.id_bytes} bytes "
+            "(WAYPOINT_MAX_ID_BYTES)"
+        )
+    return point_id
+
+
+def check_result_size(what: str, count: int) -> int:
+    if count > _active.result_points:
+        raise BadRequest(
+            f"Wrong input: {what} {count} is above the limit of {_active.result_points} "
+            "points per request (WAYPOINT_MAX_RESULT_POINTS); page through larger results"
+        )
+    return count
+
+
+def json_depth(value: object) -> int:
+    """How deeply objects and arrays nest in a decoded JSON value (0 for a scalar), found
+    without recursion, so that no nesting can overflow the stack."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > _active.payload_depth:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_payload(what: str, value: object) -> None:
+    if json_depth(value) > _active.payload_depth:
+        raise BadRequest(
+            f"Wrong input: {what} nests objects and arrays more than {_active.payload_depth} "
+            "levels deep (WAYPOINT_MAX_PAYLOAD_DEPTH)"
+        )
