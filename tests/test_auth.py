@@ -204,7 +204,7 @@ def test_read_only_results_are_real(http) -> None:
 # ------------------------------------------------------------------------- open probes
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz"])
 def test_probes_need_no_key(http, path: str) -> None:
     assert http.get(path).status_code == 200
     assert http.get(path, headers={"api-key": "wrong"}).status_code == 200

@@ -9,7 +9,7 @@ from app.api.auth import PUBLIC
 from app.services import search, sessions
 
 
-@get("/healthz", sync_to_thread=False, opt=PUBLIC, tags=["system"])
+@get(["/healthz", "/livez"], sync_to_thread=False, opt=PUBLIC, tags=["system"])
 def healthz() -> Response:
     return Response({"status": "ok"}, status_code=200)
 

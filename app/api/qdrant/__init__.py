@@ -14,6 +14,7 @@ from app.api.qdrant.controllers import (
     SearchController,
 )
 from app.api.qdrant.indexes import PayloadIndexController
+from app.api.qdrant.unsupported import unsupported_routes
 
 
 @get("/", tags=["qdrant: service"], sync_to_thread=False, opt=PUBLIC)
@@ -38,5 +39,6 @@ qdrant_router = Router(
         SearchController,
         ResumableController,
         PayloadIndexController,
+        *unsupported_routes,
     ],
 )

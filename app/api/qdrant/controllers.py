@@ -13,7 +13,7 @@ from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
 from app.api.openapi import qdrant_errors
 from app.api.qdrant import parse, render, schemas
-from app.errors import NotFound, UnknownVectorName
+from app.errors import BadRequest, NotFound, UnknownVectorName
 from app.services.container import Services
 from app.services.groups import GroupService, GroupSpec
 from app.services.search import SearchRequest, SearchResult
@@ -468,6 +468,19 @@ class ResumableController(Controller):
     path = "/collections/{collection_name:str}/points/query/resumable"
     tags = ["qdrant: resumable queries"]
     dependencies = {"services": Provide(provide_services)}
+    _categories = ("Wrong input: ", "Bad request: ", "Format error in JSON body: ")
+
+    @classmethod
+    def _in_qdrant_words(cls, error: Exception) -> None:
+        """Give a bad-request message of the session service Qdrant's `Wrong input: `.
+
+        The service is shared with the Upstash dialect, whose messages carry no category
+        (`the page size must be between 0 and 10000`), while every Qdrant bad-input message
+        starts with one. It is added here, at the Qdrant edge, so Upstash keeps its wording.
+        """
+        if isinstance(error, BadRequest) and not error.message.startswith(cls._categories):
+            error.message = f"Wrong input: {error.message}"
+            error.args = (error.message,)
 
     @post("/", status_code=200, opt=READ_ONLY, responses=qdrant_errors(429))
     async def start(
@@ -491,9 +504,13 @@ class ResumableController(Controller):
             vectors=search.vectors,
             hnsw_ef=search.hnsw_ef,
         )
-        handle, records = await services.sessions.start(
-            spec, data.limit, data.max_idle, owner_of(presented_key(request.scope))
-        )
+        try:
+            handle, records = await services.sessions.start(
+                spec, data.limit, data.max_idle, owner_of(presented_key(request.scope))
+            )
+        except Exception as error:
+            self._in_qdrant_words(error)
+            raise
         named = collection.config.named
         points = [render.scored_point(r, named) for r in records]
         return qdrant_ok(request, {"id": handle, "points": points})
@@ -509,7 +526,11 @@ class ResumableController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         owner = owner_of(presented_key(request.scope))
-        records = await services.sessions.next(session_id, data.limit, owner, collection.name)
+        try:
+            records = await services.sessions.next(session_id, data.limit, owner, collection.name)
+        except Exception as error:
+            self._in_qdrant_words(error)
+            raise
         named = collection.config.named
         return qdrant_ok(request, {"points": [render.scored_point(r, named) for r in records]})
 
