@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db.tables import resumable_queries as sessions
 
 REAPER_LOCK_KEY = 0x57A7_0002  # one reaper at a time across every worker
+STARTS_LOCK_KEY = 0x57A7_0003  # one session start counts and inserts at a time
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -34,8 +35,24 @@ async def delete(conn: AsyncConnection, session_id: uuid.UUID) -> bool:
     return (await conn.execute(stmt)).rowcount > 0
 
 
+async def lock_starts(conn: AsyncConnection) -> None:
+    """Hold the session-start lock until the transaction ends, on every worker.
+
+    Under READ COMMITTED a count does not see sessions other starts have inserted but not yet
+    committed, so a count and an insert are only atomic one start at a time. One lock covers
+    both caps: every start is subject to the total cap, so a per-owner lock would serialise
+    nothing more. Transaction-scoped: a start that fails or rolls back never leaves it held.
+    Take it last in the transaction, so it is held for the count, the insert and the commit.
+    """
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(STARTS_LOCK_KEY)))
+
+
 async def count_active(conn: AsyncConnection, now: datetime, owner_key: str) -> tuple[int, int]:
-    """(all live sessions, live sessions of this owner)."""
+    """(all live sessions, live sessions of this owner).
+
+    Exact only under `lock_starts`, taken in an earlier statement: a statement's snapshot is
+    taken before it runs, so one that locked and counted would miss the previous holder's row.
+    """
     live = sessions.c.expires_at > now
     stmt = sa.select(
         sa.func.count().filter(live),

@@ -187,11 +187,14 @@ class SessionService:
         now = datetime.now(UTC)
         session_id = uuid.uuid4()
         async with self.db.begin() as conn:
-            await self._check_capacity(conn, now, owner)
+            await self._refuse_if_full(conn, now, owner)  # spares the page of a start refused
             start_seq = segment.max_seq()
-            gate = await FilterGate.open(conn, collection, namespace_id, spec)
+            gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
             live = await self.cpu.run(self._open, segment, query, gate, start_seq, spec, b"")
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
+            state = await self.cpu.run(live.engine.state)
+            await rows.lock_starts(conn)
+            await self._refuse_if_full(conn, now, owner)  # exact now: see lock_starts
             await rows.insert(
                 conn,
                 {
@@ -202,7 +205,7 @@ class SessionService:
                     "dialect": spec.dialect,
                     "request": spec.frozen(),
                     "mode": live.engine.mode,
-                    "state": await self.cpu.run(live.engine.state),
+                    "state": state,
                     "emitted": live.emitted,
                     "emitted_seqs": encode_seqs(np.unique(emitted_seqs)),
                     "start_seq": start_seq,
@@ -217,7 +220,11 @@ class SessionService:
         self._remember(session_id, live)
         return str(session_id), records
 
-    async def _check_capacity(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
+    async def _refuse_if_full(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
+        """A 429 when the caps are reached. Exact only under `rows.lock_starts`, which a start
+        takes last, just before its insert: the lock serialises every start, so it is not held
+        while the first page is computed; a check before that page refuses most starts early.
+        """
         total, mine = await rows.count_active(conn, now, owner)
         if total >= self.max_sessions:
             raise TooManyRequests(
@@ -295,7 +302,7 @@ class SessionService:
             return cached
         segment = self._segment(collection, row.namespace_id, row.vector_name)
         query = check_vector(collection, row.vector_name, spec.vector)
-        gate = await FilterGate.open(conn, collection, row.namespace_id, spec)
+        gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
         live = await self.cpu.run(
             self._open, segment, query, gate, row.start_seq, spec, row.state, row.emitted_seqs
         )
