@@ -75,11 +75,11 @@ def test_a_worker_asks_only_about_the_namespaces_written(
 ) -> None:
     writer, reader = workers
     asked: list[set[int]] = []
-    changes_since = repository.changes_since
+    changed_rows = repository.changed_rows
 
-    async def recorded_changes_since(conn, since):
+    async def recorded_changed_rows(conn, since):
         asked.append(set(since))
-        return await changes_since(conn, since)
+        return await changed_rows(conn, since)
 
     async def scenario() -> tuple[int, int, int]:
         await writer.load_segments()
@@ -87,7 +87,7 @@ def test_a_worker_asks_only_about_the_namespaces_written(
         for name in ("left", "right"):
             await writer.collections.create(name, TWO_D)
         await reader.current()
-        monkeypatch.setattr(repository, "changes_since", recorded_changes_since)
+        monkeypatch.setattr(repository, "changed_rows", recorded_changed_rows)
         await writer.points.upsert("left", [PointInput(id=1, vectors={"": [1.0, 0.0]})])
         await reader.current()
         await writer.points.upsert("right", [PointInput(id=1, vectors={"": [0.0, 1.0]})])

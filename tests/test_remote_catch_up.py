@@ -70,10 +70,10 @@ def test_a_polled_collection_is_published_only_with_its_points(
     vectors = np.random.default_rng(5).normal(size=(50, 4)).tolist()
     points = [PointInput(id=i, vectors={"": v}) for i, v in enumerate(vectors)]
     reading, release = asyncio.Event(), asyncio.Event()
-    changes_since = repository.changes_since
+    changed_rows = repository.changed_rows
 
-    async def held_changes_since(conn, since):
-        found = await changes_since(conn, since)
+    async def held_changed_rows(conn, since):
+        found = await changed_rows(conn, since)
         reading.set()
         await release.wait()
         return found
@@ -90,7 +90,7 @@ def test_a_polled_collection_is_published_only_with_its_points(
         await remote.load_segments()
         await writer.collections.create("far", config)
         await writer.points.upsert("far", points)
-        monkeypatch.setattr(repository, "changes_since", held_changes_since)
+        monkeypatch.setattr(repository, "changed_rows", held_changed_rows)
         poll = asyncio.create_task(remote.feed.catch_up(force=True))
         await reading.wait()
         while_reading = await nearest(remote)

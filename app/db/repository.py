@@ -7,6 +7,7 @@ size, instead of one round trip per point.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -396,7 +397,7 @@ class Tombstone:
 
 _CHANGED_POINTS = sa.text(
     """
-    SELECT p.namespace_id, p.point_id, p.id_kind, p.seq, p.payload,
+    SELECT p.namespace_id, p.point_id, p.id_kind, p.seq, p.payload::text AS payload,
            v.name, v.seq AS vector_seq, v.vector
     FROM unnest(:namespace_ids, :since) AS s(namespace_id, since)
     JOIN points p ON p.namespace_id = s.namespace_id AND p.seq > s.since
@@ -419,33 +420,44 @@ _NEW_TOMBSTONES = sa.text(
 )
 
 
-async def changes_since(
-    conn: AsyncConnection, since: dict[int, int]
-) -> tuple[list[PointChange], list[Tombstone]]:
-    """Points written and deleted in each namespace after the given seq.
+@dataclass(frozen=True, slots=True)
+class ChangedRows:
+    """What `changed_rows` read, as the driver returned it: `as_changes` makes the changes
+    (decoding payloads and building a record per point costs time in proportion to the
+    write, so the change feed does it off the event loop)."""
+
+    points: Sequence[sa.Row]
+    tombstones: Sequence[sa.Row]
+
+
+async def changed_rows(conn: AsyncConnection, since: dict[int, int]) -> ChangedRows:
+    """Rows of the points written and deleted in each namespace after the given seq.
 
     Writers take the collection row lock before drawing a seq, so within a collection seqs
     commit in order: everything up to the largest seq seen here is complete.
     """
     params = {"namespace_ids": list(since), "since": list(since.values())}
+    written = (await conn.execute(_CHANGED_POINTS, params)).all()
+    return ChangedRows(written, (await conn.execute(_NEW_TOMBSTONES, params)).all())
+
+
+def as_changes(rows: ChangedRows) -> tuple[list[PointChange], list[Tombstone]]:
+    """The point changes and tombstones of `changed_rows`' rows."""
     changes: dict[tuple[int, str], PointChange] = {}
-    for row in await conn.execute(_CHANGED_POINTS, params):
+    for row in rows.points:
         key = (row.namespace_id, row.point_id)
         change = changes.get(key)
         if change is None:
+            payload = None if row.payload is None else json.loads(row.payload)
             change = PointChange(
-                row.namespace_id,
-                wire_point_id(row.point_id, row.id_kind),
-                row.seq,
-                {},
-                row.payload,
+                row.namespace_id, wire_point_id(row.point_id, row.id_kind), row.seq, {}, payload
             )
             changes[key] = change
         if row.name is not None:
             change.vectors[row.name] = (row.vector_seq, row.vector)
     stones = [
         Tombstone(row.namespace_id, wire_point_id(row.point_id, row.id_kind), row.seq)
-        for row in await conn.execute(_NEW_TOMBSTONES, params)
+        for row in rows.tombstones
     ]
     return list(changes.values()), stones
 

@@ -263,9 +263,10 @@ class ChangeFeed:
         if not since:
             return
         async with self.db.connect() as conn:
-            changes, tombstones = await repository.changes_since(conn, since)
-        if not changes and not tombstones:
+            rows = await repository.changed_rows(conn, since)
+        if not rows.points and not rows.tombstones:
             return
+        changes, tombstones = await self.cpu.run(repository.as_changes, rows)
         await self.cpu.run(_apply, self.registry, live, changes, tombstones)
         for change in changes:
             self._advance(change.namespace_id, change.seq)
