@@ -65,23 +65,19 @@ def check_result_size(what: str, count: int) -> int:
 
 
 def json_depth(value: object) -> int:
-    """How deeply objects and arrays nest in a decoded JSON value (0 for a scalar), found
-    without recursion, so that no nesting can overflow the stack."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > _active.payload_depth:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    """How deeply objects and arrays nest in a decoded JSON value (0 for a scalar), counted
+    level by level without recursion, so that no nesting can overflow the stack, and only
+    up to one level past the limit."""
+    depth = 0
+    level = [value] if isinstance(value, dict | list) else []
+    while level and depth <= _active.payload_depth:
+        depth += 1
+        inner: list[object] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            inner.extend(child for child in children if isinstance(child, dict | list))
+        level = inner
+    return depth
 
 
 def check_payload(what: str, value: object) -> None:

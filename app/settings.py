@@ -36,7 +36,7 @@ class Settings:
     build_threads: int = 2
     qdrant_version: str = "1.20.0"
     log_level: str = "INFO"
-    max_request_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024
     sync_interval: float = 1.0
     signal_dir: Path | None = None  # where workers of one host share their write counter
     max_sessions: int = 10_000  # active resumable queries, all keys together
@@ -59,7 +59,7 @@ class Settings:
             build_threads=int(_env("WAYPOINT_BUILD_THREADS", "2") or 2),
             qdrant_version=_env("WAYPOINT_QDRANT_VERSION", "1.20.0") or "1.20.0",
             log_level=_env("WAYPOINT_LOG_LEVEL", "INFO") or "INFO",
-            max_request_bytes=int(_env("WAYPOINT_MAX_REQUEST_MB", "64") or 64) * 1024 * 1024,
+            max_request_bytes=int(_env("WAYPOINT_MAX_REQUEST_MB", "32") or 32) * 1024 * 1024,
             sync_interval=float(_env("WAYPOINT_SYNC_INTERVAL", "1.0") or 1.0),
             signal_dir=Path(d) if (d := _env("WAYPOINT_SIGNAL_DIR")) else None,
             max_sessions=int(_env("WAYPOINT_MAX_SESSIONS", "10000") or 10000),

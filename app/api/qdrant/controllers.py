@@ -9,6 +9,7 @@ from litestar.di import Provide
 from litestar.params import QueryParameter
 
 from app.api.auth import READ_ONLY, presented_key
+from app.api.bodies import Deferred, deferred
 from app.api.deps import provide_services
 from app.api.envelope import qdrant_ok
 from app.api.openapi import qdrant_errors
@@ -18,7 +19,7 @@ from app.services.container import Services
 from app.services.groups import GroupService, GroupSpec
 from app.services.search import SearchRequest, SearchResult
 from app.services.sessions import SessionSpec, owner_of
-from app.services.writes import Delete
+from app.services.writes import Delete, Operation
 
 PLAN_HEADER = "waypoint-plan"
 
@@ -130,18 +131,23 @@ class PointsController(Controller):
     tags = ["qdrant: points"]
     dependencies = {"services": Provide(provide_services)}
 
-    @put("/")
+    @put("/", dto=deferred(schemas.UpsertPoints), return_dto=None)
     async def upsert_points(
         self,
         request: Request,
         services: Services,
         collection_name: str,
-        data: schemas.UpsertPoints,
+        data: Deferred[schemas.UpsertPoints],
         wait: bool | None = Wait,
     ) -> Response:
-        named = services.collections.get(collection_name).config.named
-        points = parse.upsert_points(data, named)
-        operation_id = await services.points.upsert(collection_name, points)
+        collection = services.collections.get(collection_name)
+
+        def validated(body: schemas.UpsertPoints) -> Operation:
+            points = parse.upsert_points(body, collection.config.named)
+            return services.points.upsert_operation(collection, points)
+
+        operation = await data.parsed(services.cpu, validated)
+        operation_id = await services.points.write(collection_name, [operation])
         return qdrant_ok(request, update_result(operation_id, wait))
 
     @post("/", status_code=200, opt=READ_ONLY)
@@ -234,18 +240,22 @@ class PointsController(Controller):
     ) -> Response:
         return await _write(request, services, collection_name, "clear_payload", data, wait)
 
-    @put("/vectors")
+    @put("/vectors", dto=deferred(schemas.UpdateVectors), return_dto=None)
     async def update_vectors(
         self,
         request: Request,
         services: Services,
         collection_name: str,
-        data: schemas.UpdateVectors,
+        data: Deferred[schemas.UpdateVectors],
         wait: bool | None = Wait,
     ) -> Response:
         collection = services.collections.get(collection_name)
-        vectors = parse.update_vectors(data, collection.config.named)
-        operation = services.points.vectors_operation(collection, vectors)
+
+        def validated(body: schemas.UpdateVectors) -> Operation:
+            vectors = parse.update_vectors(body, collection.config.named)
+            return services.points.vectors_operation(collection, vectors)
+
+        operation = await data.parsed(services.cpu, validated)
         operation_id = await services.points.write(collection_name, [operation])
         return qdrant_ok(request, update_result(operation_id, wait))
 
@@ -265,17 +275,19 @@ class PointsController(Controller):
         operation_id = await services.points.write(collection_name, [parse.delete_vectors(data)])
         return qdrant_ok(request, update_result(operation_id, wait))
 
-    @post("/batch", status_code=200)
+    @post("/batch", status_code=200, dto=deferred(schemas.BatchUpdate), return_dto=None)
     async def batch_update(
         self,
         request: Request,
         services: Services,
         collection_name: str,
-        data: schemas.BatchUpdate,
+        data: Deferred[schemas.BatchUpdate],
         wait: bool | None = Wait,
     ) -> Response:
         collection = services.collections.get(collection_name)
-        operations = parse.batch_operations(data, collection, services.points)
+        operations = await data.parsed(
+            services.cpu, lambda body: parse.batch_operations(body, collection, services.points)
+        )
         operation_id = await services.points.write(collection_name, operations)
         results = [update_result(operation_id, wait) for _ in operations]
         return qdrant_ok(request, results)

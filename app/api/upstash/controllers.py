@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import msgspec
 from litestar import Controller, Request, Response, post, put, route
 from litestar.di import Provide
 from litestar.params import QueryParameter
 
 from app.api.auth import READ_ONLY, presented_key
+from app.api.bodies import Deferred, decode
 from app.api.deps import provide_services
 from app.api.openapi import upstash_errors
 from app.api.upstash import render, schemas
-from app.errors import BadRequest, ValidationFailed
+from app.errors import BadRequest
 from app.models import DEFAULT_VECTOR, Collection
 from app.services.container import Services
 from app.services.payloads import PayloadSelector, VectorSelector
@@ -58,15 +58,7 @@ async def provide_upstash(services: Services) -> UpstashService:
 
 async def body_as(request: Request, kind: type[T]) -> T:
     """The JSON body as `kind` (an empty body reads as `{}`)."""
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except msgspec.ValidationError as exc:
-        raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"Format error in JSON body: {exc}") from None
-    except RecursionError:
-        raise BadRequest("Format error in JSON body: objects and arrays nest too deeply") from None
+    return decode(await request.body(), kind, strict=True)
 
 
 def as_list(ids: list[int | str] | int | str | None) -> list[int | str] | None:
@@ -205,14 +197,21 @@ class UpstashController(Controller):
     @post(paths("upsert"), status_code=200)
     async def upsert(
         self,
+        request: Request,
         services: Services,
         upstash: UpstashService,
         index_name: str,
-        data: list[schemas.Vector] | schemas.Vector,
         namespace: str = "",
     ) -> Response:
+        """Body: one vector object or a list of them (decoded off the loop when large)."""
         collection = upstash.index(index_name)
-        operation = services.points.upsert_operation(collection, point_inputs(collection, data))
+        body = Deferred(await request.body(), list[schemas.Vector] | schemas.Vector)
+        operation = await body.parsed(
+            services.cpu,
+            lambda vectors: services.points.upsert_operation(
+                collection, point_inputs(collection, vectors)
+            ),
+        )
         await services.collections.ensure_namespace(index_name, namespace)
         await services.points.write(index_name, [operation], namespace)
         return ok("Success")
