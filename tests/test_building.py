@@ -129,6 +129,28 @@ def test_status_is_yellow_while_another_worker_builds_or_lags(
     assert status() == "green"
 
 
+def test_a_write_to_another_collection_leaves_a_collection_green(url: str, board_dir: Path) -> None:
+    """Another worker that has not applied a write to `busy` yet keeps `busy` yellow, not
+    `calm`: a client waiting for `calm` to be green is not held up by writes elsewhere."""
+    body = {"vectors": {"size": 2, "distance": "Dot"}}
+    for name in ("calm", "busy"):
+        assert httpx.put(f"{url}/collections/{name}", json=body).status_code == 200
+    point = {"points": [{"id": 1, "vector": [0.5, 0.5]}]}
+    assert httpx.put(f"{url}/collections/calm/points?wait=true", json=point).status_code == 200
+    time.sleep(1.0)  # the answering worker publishes what it has applied
+    (own,) = [p for p in board_dir.glob(f"*{SUFFIX}") if p.stem.isdigit()]
+    applied = json.loads(own.read_text())["applied"]
+    other = BuildBoard(board_dir, "lagging-worker")
+    other.publish(set(), applied)  # has everything up to and with the write to calm
+    status = lambda name: httpx.get(f"{url}/collections/{name}").json()["result"]["status"]  # noqa: E731
+    assert status("calm") == "green"
+    assert httpx.put(f"{url}/collections/busy/points?wait=true", json=point).status_code == 200
+    assert status("busy") == "yellow"
+    assert status("calm") == "green"
+    other.close()
+    assert status("busy") == "green"
+
+
 def test_once_green_every_worker_searches_its_graph(server_factory) -> None:
     """Two workers: the one a write lands on applies it at once, the other on its next
     request or poll, and each builds its own graph. Once the collection reads green, no

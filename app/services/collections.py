@@ -23,7 +23,7 @@ from app.models import (
     config_to_json,
     hnsw_from_json,
 )
-from app.services.building import BuildBoard
+from app.services.building import BuildBoard, Peers
 from app.services.catalog import Catalog
 from app.services.sync import ChangeSignal
 
@@ -256,5 +256,14 @@ class CollectionService:
             indexed_vectors=indexed,
             building=self.registry.busy({namespace_id})
             or namespace_id in peers.building
-            or peers.behind(self.signal.current()),
+            or self._peers_behind_on(peers, namespace_id),
         )
+
+    def _peers_behind_on(self, peers: Peers, namespace_id: int) -> bool:
+        """Whether another worker has not applied some write to this namespace yet. A write
+        to another collection leaves this one as it was (when the signal's ring still says
+        which namespaces the writes the laggard lacks went to)."""
+        if peers.applied is None or not peers.behind(self.signal.current()):
+            return False
+        written = self.signal.since(peers.applied).namespaces
+        return written is None or namespace_id in written
