@@ -82,6 +82,7 @@ class OrderBy:
 RANGE_SCHEMAS = frozenset({"integer", "float", "datetime"})
 
 
+MANY_RECORDS = 256  # points from which records are shaped in the CPU pool
 MAX_COUNT = 2**31 - 1  # limits and offsets beyond this are mistakes, not requests
 
 
@@ -224,7 +225,7 @@ class PointService:
         async with self.db.connect() as conn:
             found = await repository.select_points(conn, namespace_id, text_ids, with_vectors=False)
         stored = [found[t] for t in text_ids if t in found]
-        return self.records(collection, namespace_id, stored, payload, vectors)
+        return await self.records_off_loop(collection, namespace_id, stored, payload, vectors)
 
     async def scroll(
         self,
@@ -253,9 +254,10 @@ class PointService:
                     "that you've already seen for the `order_by.start_from` value"
                 )
             records = await self._ordered(collection, namespace_id, order_by, limit, filter_)
-            return self.records_with_order(
-                collection, namespace_id, records, payload, vectors
-            ), None
+            ordered = await self.cpu.run(
+                self.records_with_order, collection, namespace_id, records, payload, vectors
+            )
+            return ordered, None
         start = None
         if offset is not None:
             text, kind, number = parse_point_id(offset, collection)
@@ -272,7 +274,8 @@ class PointService:
                     where=where,
                 )
         next_offset = rows[limit].id if len(rows) > limit else None
-        return self.records(collection, namespace_id, rows[:limit], payload, vectors), next_offset
+        page = await self.records_off_loop(collection, namespace_id, rows[:limit], payload, vectors)
+        return page, next_offset
 
     async def _ordered(
         self,
@@ -323,6 +326,20 @@ class PointService:
         """The WHERE clause of a filter over this namespace's points (None: no filter)."""
         indexed = self.registry.declared_fields(namespace_id)
         return await filter_where(conn, namespace_id, filter_, indexed, cpu=self.cpu)
+
+    async def records_off_loop(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        stored: Sequence[repository.PointRecord],
+        payload: PayloadSelector,
+        vectors: VectorSelector,
+    ) -> list[Record]:
+        """`records`, in the CPU pool for a long list: selecting each payload and copying
+        each vector out of its segment costs time in proportion to the points."""
+        if len(stored) < MANY_RECORDS:
+            return self.records(collection, namespace_id, stored, payload, vectors)
+        return await self.cpu.run(self.records, collection, namespace_id, stored, payload, vectors)
 
     def records(
         self,

@@ -22,6 +22,7 @@ from app.services.counters import Counters
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import Candidates, FilterPlanner
 from app.services.points import (
+    MANY_RECORDS,
     OrderBy,
     PointService,
     Record,
@@ -272,11 +273,21 @@ class SearchService:
         request: SearchRequest,
     ) -> None:
         """Fill payloads (one SQL round trip) and vectors (from memory) as requested."""
+        stored: dict[str, repository.PointRecord] = {}
+        ids: list[str] = []
         if request.payload.enabled and records:
             ids = [parse_point_id(r.id, collection)[0] for r in records]
             async with self.db.connect() as conn:
                 stored = await repository.select_points(conn, namespace_id, ids, with_vectors=False)
-            for record, text_id in zip(records, ids, strict=True):
-                point = stored.get(text_id)
-                record.payload = request.payload.apply(point.payload if point else None)
-        self.points.attach_vectors(collection, namespace_id, records, request.vectors)
+
+        def fill() -> None:
+            if request.payload.enabled:
+                for record, text_id in zip(records, ids, strict=True):
+                    point = stored.get(text_id)
+                    record.payload = request.payload.apply(point.payload if point else None)
+            self.points.attach_vectors(collection, namespace_id, records, request.vectors)
+
+        if len(records) < MANY_RECORDS:
+            fill()
+        else:  # selecting payloads and copying vectors costs time per point
+            await self.cpu.run(fill)

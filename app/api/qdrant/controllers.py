@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
@@ -11,6 +12,7 @@ from litestar.params import QueryParameter
 from app.api.auth import READ_ONLY, presented_key
 from app.api.bodies import Deferred, deferred
 from app.api.deps import provide_services
+from app.api.encoding import rendered
 from app.api.envelope import qdrant_ok
 from app.api.openapi import qdrant_errors
 from app.api.qdrant import parse, render, schemas
@@ -165,7 +167,9 @@ class PointsController(Controller):
             parse.vector_selector(data.with_vector),
         )
         named = services.collections.get(collection_name).config.named
-        return qdrant_ok(request, [render.record(r, named) for r in records])
+        return qdrant_ok(
+            request, await rendered(services.cpu, records, partial(render.record, named=named))
+        )
 
     @get("/{point_id:str}")
     async def get_point(
@@ -310,10 +314,8 @@ class PointsController(Controller):
             parse.order_by(data.order_by),
         )
         named = services.collections.get(collection_name).config.named
-        return qdrant_ok(
-            request,
-            {"points": [render.record(r, named) for r in records], "next_page_offset": next_offset},
-        )
+        points = await rendered(services.cpu, records, partial(render.record, named=named))
+        return qdrant_ok(request, {"points": points, "next_page_offset": next_offset})
 
     @post("/count", status_code=200, opt=READ_ONLY)
     async def count_points(
@@ -342,8 +344,10 @@ async def _answer(
 ) -> tuple[list[list[dict[str, Any]]], dict[str, str]]:
     """Run searches in order; each as ScoredPoints, and the plan headers of all."""
     results = await services.search.search_batch(collection_name, searches)
-    named = services.collections.get(collection_name).config.named
-    body = [[render.scored_point(p, named) for p in r.points] for r in results]
+    scored = partial(
+        render.scored_point, named=services.collections.get(collection_name).config.named
+    )
+    body = [await rendered(services.cpu, r.points, scored) for r in results]
     return body, _plans(results)
 
 
@@ -523,8 +527,8 @@ class ResumableController(Controller):
         except Exception as error:
             self._in_qdrant_words(error)
             raise
-        named = collection.config.named
-        points = [render.scored_point(r, named) for r in records]
+        scored = partial(render.scored_point, named=collection.config.named)
+        points = await rendered(services.cpu, records, scored)
         return qdrant_ok(request, {"id": handle, "points": points})
 
     @post("/{session_id:str}/next", status_code=200, opt=READ_ONLY)
@@ -543,8 +547,8 @@ class ResumableController(Controller):
         except Exception as error:
             self._in_qdrant_words(error)
             raise
-        named = collection.config.named
-        return qdrant_ok(request, {"points": [render.scored_point(r, named) for r in records]})
+        scored = partial(render.scored_point, named=collection.config.named)
+        return qdrant_ok(request, {"points": await rendered(services.cpu, records, scored)})
 
     @delete("/{session_id:str}", status_code=200, opt=READ_ONLY)
     async def stop(

@@ -9,6 +9,7 @@ body themselves (`body_as`), with the same error statuses as Litestar's own deco
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, post, put, route
@@ -18,6 +19,7 @@ from litestar.params import QueryParameter
 from app.api.auth import READ_ONLY, presented_key
 from app.api.bodies import Deferred, decode
 from app.api.deps import provide_services
+from app.api.encoding import rendered
 from app.api.openapi import upstash_errors
 from app.api.upstash import render, schemas
 from app.errors import BadRequest
@@ -254,6 +256,7 @@ class UpstashController(Controller):
     @post(paths("query"), status_code=200, opt=READ_ONLY)
     async def query(
         self,
+        services: Services,
         upstash: UpstashService,
         index_name: str,
         data: list[schemas.Query] | schemas.Query,
@@ -267,7 +270,8 @@ class UpstashController(Controller):
         results = []
         for spec in specs:
             records = await upstash.query(index_name, namespace, spec)
-            results.append([render.score_object(r, distance) for r in records])
+            scored = partial(render.score_object, distance=distance)
+            results.append(await rendered(services.cpu, records, scored))
         return ok(results[0] if len(results) == 1 else results)
 
     @post([*paths("query-data"), *paths("resumable-query-data")], status_code=200, opt=READ_ONLY)
@@ -279,7 +283,12 @@ class UpstashController(Controller):
 
     @route(paths("fetch"), http_method=READ, status_code=200, opt=READ_ONLY)
     async def fetch(
-        self, request: Request, upstash: UpstashService, index_name: str, namespace: str = ""
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        namespace: str = "",
     ) -> Response:
         body = await body_as(request, schemas.Fetch)
         points = await upstash.fetch(
@@ -289,12 +298,17 @@ class UpstashController(Controller):
             prefix=body.prefix,
             with_vectors=body.include_vectors,
         )
-        flags = include_flags(body)
-        return ok([render.stored_object(point, **flags) for point in points])
+        stored = partial(render.stored_object, **include_flags(body))
+        return ok(await rendered(services.cpu, points, stored))
 
     @route(paths("range"), http_method=READ, status_code=200, opt=READ_ONLY)
     async def range(
-        self, request: Request, upstash: UpstashService, index_name: str, namespace: str = ""
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        namespace: str = "",
     ) -> Response:
         body = await body_as(request, schemas.Range)
         page = await upstash.range(
@@ -305,8 +319,8 @@ class UpstashController(Controller):
             prefix=body.prefix,
             with_vectors=body.include_vectors,
         )
-        flags = include_flags(body)
-        vectors = [render.stored_object(point, **flags) for point in page.points]
+        stored = partial(render.stored_object, **include_flags(body))
+        vectors = await rendered(services.cpu, page.points, stored)
         return ok({"nextCursor": page.next_cursor, "vectors": vectors})
 
     @route(paths("random"), http_method=READ, status_code=200, opt=READ_ONLY)
@@ -349,8 +363,10 @@ class UpstashController(Controller):
         handle, records = await services.sessions.start(
             spec, query.top_k, max_idle, owner_of(presented_key(request.scope))
         )
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
-        return ok({"uuid": handle, "scores": [render.score_object(r, distance) for r in records]})
+        scored = partial(
+            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
+        )
+        return ok({"uuid": handle, "scores": await rendered(services.cpu, records, scored)})
 
     @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
     async def resumable_query_next(
@@ -367,8 +383,10 @@ class UpstashController(Controller):
         records = await services.sessions.next(
             data.uuid, data.additional_k, owner_of(presented_key(request.scope)), index_name
         )
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
-        return ok([render.score_object(r, distance) for r in records])
+        scored = partial(
+            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
+        )
+        return ok(await rendered(services.cpu, records, scored))
 
     @post("/resumable-query-end", status_code=200, opt=READ_ONLY)
     async def resumable_query_end(
