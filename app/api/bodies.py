@@ -32,6 +32,7 @@ from app.services.cpu import CpuPool
 T = TypeVar("T")
 R = TypeVar("R")
 
+NOT_A_JSON_NUMBER = "Number out of range"  # `1e999`: msgspec's words for no float at all
 SLICE_BYTES = 256 * 1024  # text decoded in one call at most, unless it cannot be sliced
 
 
@@ -59,7 +60,11 @@ def decode(raw: bytes, kind: Any, *, strict: bool = False) -> Any:
     and booleans may come as strings, as in the bodies Litestar decodes."""
     try:
         return decode_sliced(raw or b"{}", kind, strict)
-    except (msgspec.ValidationError, _MissingField) as exc:
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith(NOT_A_JSON_NUMBER):  # as Litestar's untyped first pass says
+            raise BadRequest(f"Format error in JSON body: {exc}") from None
+        raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
+    except _MissingField as exc:
         raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Format error in JSON body: {exc}") from None
