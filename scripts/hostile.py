@@ -501,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     watchers = [make() for _ in range(LIGHT_CONNECTIONS)]
     with make() as http:
         prepare(http)
+        with Watch(watchers) as idle:
+            time.sleep(2.0)
+        print(f"baseline: light requests alone, slowest {idle.slowest:.3f}s in 2 s")
         chosen = [c for c in cases() if not args.only or args.only in c.name]
         failed = [c.name for c in chosen if not run_case(http, watchers, c, args.stall)]
     for client in watchers:

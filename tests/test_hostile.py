@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -193,24 +192,3 @@ def test_limits_are_in_the_readme() -> None:
         "WAYPOINT_MAX_RESULT_POINTS",
     ):
         assert f"`{variable}`" in readme, variable
-
-
-def test_script_runs_from_the_command_line(live) -> None:
-    """The script a reader runs: exit 0 against a server that holds."""
-    import subprocess
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(Path(ROOT, "scripts", "hostile.py")),
-            "--url",
-            live.url,
-            "-k",
-            "qdrant filter depth",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 failed" in result.stdout
