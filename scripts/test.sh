@@ -7,4 +7,6 @@ source scripts/venv.sh
 install_project '.[test]'
 .venv/bin/ruff check app tests scripts migrations
 .venv/bin/ruff format --check app tests scripts migrations
-exec .venv/bin/python -m pytest "$@"
+# Modules run in parallel, each whole on one process (most tests wait on servers they start);
+# WAYPOINT_TEST_PROCESSES=0 runs them all in this one.
+exec .venv/bin/python -m pytest -n "${WAYPOINT_TEST_PROCESSES:-2}" --dist loadfile "$@"
