@@ -7,6 +7,7 @@ source scripts/venv.sh
 install_project '.[test]'
 .venv/bin/ruff check app tests scripts migrations
 .venv/bin/ruff format --check app tests scripts migrations
-# Modules run in parallel, each whole on one process (most tests wait on servers they start);
-# WAYPOINT_TEST_PROCESSES=0 runs them all in this one.
-exec .venv/bin/python -m pytest -n "${WAYPOINT_TEST_PROCESSES:-2}" --dist loadfile "$@"
+# WAYPOINT_TEST_PROCESSES=2 runs modules in two processes, each module whole on one: faster,
+# since most tests wait on the servers they start, but the tests bound in time (a hung worker
+# replaced, a stall bound) then share the CPUs with another module and can fail. CI runs one.
+exec .venv/bin/python -m pytest -n "${WAYPOINT_TEST_PROCESSES:-0}" --dist loadfile "$@"

@@ -9,7 +9,7 @@ import pytest
 
 from app import limits
 from app.errors import BadRequest
-from app.filters import count_conditions, matches, parse_qdrant_filter, parse_upstash_filter
+from app.filters import filter_cost, matches, parse_qdrant_filter, parse_upstash_filter
 from app.filters.ast import AnyOf, Equals, Or, Typing
 from app.filters.evaluate import Point
 
@@ -92,9 +92,11 @@ def test_qdrant_should_of_values_merges_and_keeps_strict_typing() -> None:
     assert not matches(node, Point(1, {"a": "true"}, frozenset()))
 
 
-def test_conditions_are_counted_up_to_enough() -> None:
+def test_a_filter_costs_a_test_per_condition_word_and_many_values() -> None:
     node = parse_qdrant_filter(
         {"must": [{"key": "t", "match": {"text": "one two three"}}, {"has_id": [1, 2, 3]}]}
     )
-    assert count_conditions(node, 100) == 4
-    assert count_conditions(node, 1) >= 1  # stops once it has enough
+    assert filter_cost(node, 100) == 4
+    values = parse_qdrant_filter({"must": [{"key": "a", "match": {"any": list(range(1000))}}]})
+    assert filter_cost(values, 100) == 1 + 1000 // 256
+    assert filter_cost(node, 1) >= 1  # stops once it has enough

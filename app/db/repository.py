@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, SMALLINT, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import offload
+from app.db.offload import Pool
 from app.db.tables import collections, namespaces, point_vectors, points
 from app.models import IdKind, PointId, wire_point_id
 
@@ -250,13 +251,29 @@ def _among(column: sa.Column[Any], values: Iterable[Any]) -> sa.ColumnElement[bo
 
 
 def _record(row: sa.Row, vectors: dict[str, bytes]) -> PointRecord:
+    """A stored point from a row of `_POINT_COLUMNS` (its payload as `jsonb` text)."""
     return PointRecord(
         id=wire_point_id(row.point_id, row.id_kind),
         seq=row.seq,
-        payload=row.payload,
+        payload=None if row.payload is None else json.loads(row.payload),
         data=row.data,
         vectors=vectors,
     )
+
+
+async def _records(
+    rows: Sequence[sa.Row], vectors: dict[str, dict[str, bytes]], shape_in: Pool | None
+) -> list[PointRecord]:
+    """The rows as stored points, in `shape_in` when there are many: decoding each payload
+    and building its record costs time per row, which a long page would spend on the event
+    loop (payloads are read as text so that the driver does not decode them there)."""
+
+    def shape() -> list[PointRecord]:
+        return [_record(row, vectors.get(row.point_id, {})) for row in rows]
+
+    if shape_in is None or len(rows) < MANY_ROWS:
+        return shape()
+    return await shape_in.run(shape)
 
 
 async def _vectors_of(
@@ -275,15 +292,22 @@ _POINT_COLUMNS = (
     points.c.point_id,
     points.c.id_kind,
     points.c.seq,
-    points.c.payload,
+    sa.cast(points.c.payload, sa.Text).label("payload"),
     points.c.data,
 )
+MANY_ROWS = 256  # rows from which `_records` shapes them in the pool it is given
 
 
 async def select_points(
-    conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str], *, with_vectors: bool
+    conn: AsyncConnection,
+    namespace_id: int,
+    point_ids: Sequence[str],
+    *,
+    with_vectors: bool,
+    shape_in: Pool | None = None,
 ) -> dict[str, PointRecord]:
-    """The stored points among `point_ids`, keyed by canonical id text."""
+    """The stored points among `point_ids`, keyed by canonical id text (see `_records` for
+    `shape_in`)."""
     if not point_ids:
         return {}
     stmt = sa.select(*_POINT_COLUMNS).where(
@@ -291,7 +315,8 @@ async def select_points(
     )
     rows = (await conn.execute(stmt)).all()
     vectors = await _vectors_of(conn, namespace_id, point_ids) if with_vectors else {}
-    return {row.point_id: _record(row, vectors.get(row.point_id, {})) for row in rows}
+    records = await _records(rows, vectors, shape_in)
+    return {row.point_id: record for row, record in zip(rows, records, strict=True)}
 
 
 async def scroll_points(
@@ -302,8 +327,10 @@ async def scroll_points(
     limit: int,
     with_vectors: bool,
     where: sa.ColumnElement[bool] | None = None,
+    shape_in: Pool | None = None,
 ) -> list[PointRecord]:
-    """Points in Qdrant id order (numbers, then UUIDs) from `start` (inclusive)."""
+    """Points in Qdrant id order (numbers, then UUIDs) from `start` (inclusive); see
+    `_records` for `shape_in`."""
     order = (points.c.id_kind, points.c.id_number, points.c.point_id)
     stmt = sa.select(*_POINT_COLUMNS).where(points.c.namespace_id == namespace_id)
     if where is not None:
@@ -322,7 +349,7 @@ async def scroll_points(
     rows = (await offload.execute(conn, stmt.order_by(*order).limit(limit))).all()
     ids = [row.point_id for row in rows]
     vectors = await _vectors_of(conn, namespace_id, ids) if with_vectors else {}
-    return [_record(row, vectors.get(row.point_id, {})) for row in rows]
+    return await _records(rows, vectors, shape_in)
 
 
 async def count_points(

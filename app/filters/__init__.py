@@ -7,7 +7,7 @@
   any, must be confirmed with the predicate).
 """
 
-from app.filters.ast import Node, count_conditions
+from app.filters.ast import Node, filter_cost
 from app.filters.evaluate import Point, matches
 from app.filters.predicate import PointLike, compile_mask, compile_predicate
 from app.filters.qdrant import parse_qdrant_filter
@@ -22,7 +22,7 @@ __all__ = [
     "compile_mask",
     "compile_predicate",
     "compile_sql",
-    "count_conditions",
+    "filter_cost",
     "matches",
     "parse_qdrant_filter",
     "parse_upstash_filter",

@@ -372,9 +372,13 @@ def _equality(path: Path, typing: Typing, values: list[Scalar]) -> Node:
     return AnyOf(path, tuple(v for _, v in distinct), typing)
 
 
-def count_conditions(node: Node, enough: int) -> int:
-    """The leaf conditions of a filter (a full-text match counts a condition per word), counted
-    until `enough`, without recursion."""
+VALUES_PER_TEST = 256  # values of a list (`any`, `except`, `has_id`) that cost as one test
+
+
+def filter_cost(node: Node, enough: int) -> int:
+    """About how many tests a filter makes of each point, counted until `enough` without
+    recursion: a condition each, a full-text match one per word, a list of values one per
+    `VALUES_PER_TEST` values besides."""
     count = 0
     stack = [node]
     while stack and count < enough:
@@ -387,8 +391,10 @@ def count_conditions(node: Node, enough: int) -> int:
             case Nested(_, sub_filter):
                 count += 1
                 stack.append(sub_filter)
-            case Text(_, query, _):  # one test per word
+            case Text(_, query, _):
                 count += max(1, len(query.split()))
+            case AnyOf(_, values) | Except(_, values) | HasId(values):
+                count += 1 + len(values) // VALUES_PER_TEST
             case _:
                 count += 1
     return count

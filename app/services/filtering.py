@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import offload, repository
 from app.db.tables import points
 from app.errors import BadRequest
-from app.filters import Point, SqlFilter, compile_predicate, compile_sql, count_conditions
+from app.filters import Point, SqlFilter, compile_predicate, compile_sql, filter_cost
 from app.models import Collection, PointId
 from app.services.cpu import CpuPool
 
@@ -43,7 +43,7 @@ async def parse_filter_off_loop(raw: Any, language: str, cpu: CpuPool | None) ->
 
 
 LONG_FILTER_TEXT = 1024  # characters of filter text parsed on the event loop at most
-HEAVY_CONDITIONS = 16  # from this many conditions on, a filter's SQL is made off the loop
+HEAVY_FILTER = 16  # filters of this `filter_cost` and more have their SQL made off the loop
 
 
 @lru_cache(maxsize=1024)
@@ -57,7 +57,7 @@ def offload_pool(node: Any, cpu: CpuPool | None) -> CpuPool | None:
     """Where to build, render and re-check a filter's SQL: `cpu` for a filter with enough
     conditions to hold up the event loop (see `app.db.offload`), else None (on the loop,
     where SQLAlchemy's statement cache serves repeated small filters)."""
-    if cpu is None or node is None or count_conditions(node, HEAVY_CONDITIONS) < HEAVY_CONDITIONS:
+    if cpu is None or node is None or filter_cost(node, HEAVY_FILTER) < HEAVY_FILTER:
         return None
     return cpu
 

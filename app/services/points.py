@@ -223,7 +223,9 @@ class PointService:
         namespace_id = self._namespace(collection, namespace)
         text_ids = list(dict.fromkeys(parse_point_id(i, collection)[0] for i in ids))
         async with self.db.connect() as conn:
-            found = await repository.select_points(conn, namespace_id, text_ids, with_vectors=False)
+            found = await repository.select_points(
+                conn, namespace_id, text_ids, with_vectors=False, shape_in=self.cpu
+            )
         stored = [found[t] for t in text_ids if t in found]
         return await self.records_off_loop(collection, namespace_id, stored, payload, vectors)
 
@@ -272,6 +274,7 @@ class PointService:
                     limit=limit + 1,
                     with_vectors=False,
                     where=where,
+                    shape_in=self.cpu,
                 )
         next_offset = rows[limit].id if len(rows) > limit else None
         page = await self.records_off_loop(collection, namespace_id, rows[:limit], payload, vectors)

@@ -278,7 +278,9 @@ class SearchService:
         if request.payload.enabled and records:
             ids = [parse_point_id(r.id, collection)[0] for r in records]
             async with self.db.connect() as conn:
-                stored = await repository.select_points(conn, namespace_id, ids, with_vectors=False)
+                stored = await repository.select_points(
+                    conn, namespace_id, ids, with_vectors=False, shape_in=self.cpu
+                )
 
         def fill() -> None:
             if request.payload.enabled:

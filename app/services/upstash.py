@@ -432,7 +432,7 @@ class UpstashService:
                 )
                 texts = [row.id_text for row in ordered]
             found = await repository.select_points(
-                conn, namespace_id, texts, with_vectors=with_vectors
+                conn, namespace_id, texts, with_vectors=with_vectors, shape_in=self.points.cpu
             )
         return [found.get(text) for text in texts]
 
@@ -462,7 +462,7 @@ class UpstashService:
             )
             texts = [row.id_text for row in ordered[:limit]]
             found = await repository.select_points(
-                conn, namespace_id, texts, with_vectors=with_vectors
+                conn, namespace_id, texts, with_vectors=with_vectors, shape_in=self.points.cpu
             )
         next_cursor = str(ordered[limit].seq) if len(ordered) > limit else ""
         return Page([found[text] for text in texts], next_cursor)
