@@ -21,9 +21,11 @@ JSON value, so they never make a write fail.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 DATETIME = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -37,6 +39,15 @@ WIDE_OPEN = 1000.0  # a box corner beyond every valid coordinate
 _ELEMENTS = (
     "jsonb_array_elements(CASE jsonb_typeof(v) WHEN 'array' THEN v ELSE jsonb_build_array(v) END)"
 )
+
+
+def among(
+    value: sa.ColumnElement[Any], values: Iterable[Any], element: Any = None
+) -> sa.ColumnElement[bool]:
+    """`value = ANY(array)` (the array of `element`s, by default of `value`'s type): one bound
+    parameter however many values, where an `IN` list binds one each and PostgreSQL takes at
+    most 32767 in a statement."""
+    return value == sa.func.any(sa.literal(list(values), ARRAY(element or value.type)))
 
 
 def sql_string(text: str) -> str:

@@ -8,7 +8,7 @@ size, instead of one round trip per point.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, SMALLINT, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import offload
+from app.db.functions import among
 from app.db.offload import Pool
 from app.db.tables import collections, namespaces, point_vectors, points
 from app.models import IdKind, PointId, wire_point_id
@@ -187,7 +188,7 @@ async def upsert_points(
     await conn.execute(
         sa.delete(point_vectors).where(
             point_vectors.c.namespace_id == namespace_id,
-            _among(point_vectors.c.point_id, seqs),
+            among(point_vectors.c.point_id, seqs),
         )
     )
     rows = [
@@ -244,12 +245,6 @@ async def delete_points(
     return [wire_point_id(row.point_id, row.id_kind) for row in rows], seq
 
 
-def _among(column: sa.Column[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
-    """`column = ANY(array)`: one bound array however many values, where an `IN` list binds
-    a parameter each and PostgreSQL takes at most 32767 in a statement."""
-    return column == sa.func.any(sa.literal(list(values), ARRAY(column.type)))
-
-
 def _record(row: sa.Row, vectors: dict[str, bytes]) -> PointRecord:
     """A stored point from a row of `_POINT_COLUMNS` (its payload as `jsonb` text)."""
     return PointRecord(
@@ -264,23 +259,22 @@ def _record(row: sa.Row, vectors: dict[str, bytes]) -> PointRecord:
 async def _records(
     rows: Sequence[sa.Row], vectors: dict[str, dict[str, bytes]], shape_in: Pool | None
 ) -> list[PointRecord]:
-    """The rows as stored points, in `shape_in` when there are many: decoding each payload
-    and building its record costs time per row, which a long page would spend on the event
-    loop (payloads are read as text so that the driver does not decode them there)."""
+    """The rows as stored points, in `shape_in` when there are many (`run_per_item`):
+    decoding each payload and building its record costs time per row, which a long page
+    would spend on the event loop (payloads are read as text so that the driver does not
+    decode them there)."""
 
     def shape() -> list[PointRecord]:
         return [_record(row, vectors.get(row.point_id, {})) for row in rows]
 
-    if shape_in is None or len(rows) < MANY_ROWS:
-        return shape()
-    return await shape_in.run(shape)
+    return shape() if shape_in is None else await shape_in.run_per_item(len(rows), shape)
 
 
 async def _vectors_of(
     conn: AsyncConnection, namespace_id: int, point_ids: Sequence[str]
 ) -> dict[str, dict[str, bytes]]:
     stmt = sa.select(point_vectors.c.point_id, point_vectors.c.name, point_vectors.c.vector).where(
-        point_vectors.c.namespace_id == namespace_id, _among(point_vectors.c.point_id, point_ids)
+        point_vectors.c.namespace_id == namespace_id, among(point_vectors.c.point_id, point_ids)
     )
     found: dict[str, dict[str, bytes]] = {}
     for row in await conn.execute(stmt):
@@ -295,7 +289,6 @@ _POINT_COLUMNS = (
     sa.cast(points.c.payload, sa.Text).label("payload"),
     points.c.data,
 )
-MANY_ROWS = 256  # rows from which `_records` shapes them in the pool it is given
 
 
 async def select_points(
@@ -311,7 +304,7 @@ async def select_points(
     if not point_ids:
         return {}
     stmt = sa.select(*_POINT_COLUMNS).where(
-        points.c.namespace_id == namespace_id, _among(points.c.point_id, point_ids)
+        points.c.namespace_id == namespace_id, among(points.c.point_id, point_ids)
     )
     rows = (await conn.execute(stmt)).all()
     vectors = await _vectors_of(conn, namespace_id, point_ids) if with_vectors else {}
@@ -522,7 +515,7 @@ async def select_payloads(
 ) -> dict[str, dict[str, Any] | None]:
     """Current payloads of the existing points among `point_ids`."""
     stmt = sa.select(points.c.point_id, points.c.payload).where(
-        points.c.namespace_id == namespace_id, _among(points.c.point_id, point_ids)
+        points.c.namespace_id == namespace_id, among(points.c.point_id, point_ids)
     )
     return {row.point_id: row.payload for row in await conn.execute(stmt)}
 
@@ -632,7 +625,7 @@ async def ensure_namespace(conn: AsyncConnection, collection_id: int, name: str)
 async def count_by_namespace(conn: AsyncConnection, namespace_ids: Sequence[int]) -> dict[int, int]:
     stmt = (
         sa.select(points.c.namespace_id, sa.func.count())
-        .where(_among(points.c.namespace_id, namespace_ids))
+        .where(among(points.c.namespace_id, namespace_ids))
         .group_by(points.c.namespace_id)
     )
     return {row[0]: row[1] for row in await conn.execute(stmt)}

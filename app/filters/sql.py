@@ -51,7 +51,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db.functions import DATETIME, WIDE_OPEN, constant_chain_sql, sql_string
+from app.db.functions import DATETIME, WIDE_OPEN, among, constant_chain_sql, sql_string
 from app.db.tables import point_vectors, points
 from app.filters import semantics as sem
 from app.filters.ast import (
@@ -371,9 +371,9 @@ class _Compiler:
         c = self.points.c
         options = []
         if numbers:
-            options.append(sa.and_(c.id_kind == 0, _among(c.point_id, numbers, sa.Text)))
+            options.append(sa.and_(c.id_kind == 0, among(c.point_id, numbers)))
         if strings:
-            options.append(sa.and_(c.id_kind != 0, _among(c.point_id, strings, sa.Text)))
+            options.append(sa.and_(c.id_kind != 0, among(c.point_id, strings)))
         return sa.or_(*options) if options else sa.false()
 
     def _has_vector(self, name: str) -> Bool:
@@ -525,10 +525,10 @@ def _strict_in(value: Json, literals: Sequence[Scalar]) -> Bool:
     booleans = [v for v in literals if isinstance(v, bool)]
     options: list[Bool] = []
     if strings:
-        options.append(_among(_string(value), strings, sa.Text))
+        options.append(among(_string(value), strings, sa.Text))
     if integers:
         number = _number(value)
-        options.append(sa.and_(_among(number, integers, sa.Numeric), sa.func.scale(number) == 0))
+        options.append(sa.and_(among(number, integers, sa.Numeric), sa.func.scale(number) == 0))
     options.extend(value == _jsonb(b) for b in booleans)
     return sa.or_(*options) if options else sa.false()
 
@@ -539,16 +539,10 @@ def _loose_in(value: Json, literals: Sequence[Scalar]) -> Bool:
     numbers = [_decimal_value(v) for v in literals if not isinstance(v, str)]
     options: list[Bool] = []
     if strings:
-        options.append(_among(_string(value), strings, sa.Text))
+        options.append(among(_string(value), strings, sa.Text))
     if numbers:
-        options.append(_among(_loose_number(value), numbers, sa.Numeric))
+        options.append(among(_loose_number(value), numbers, sa.Numeric))
     return sa.or_(*options) if options else sa.false()
-
-
-def _among(value: ColumnElement[Any], literals: Sequence[Any], kind: type) -> Bool:
-    """`value = ANY(array)`: one bound array, however many literals (an `IN` list binds one
-    parameter each, and PostgreSQL takes at most 32767 in a statement)."""
-    return value == sa.func.any(sa.literal(list(literals), ARRAY(kind)))
 
 
 def _decimal_value(number: int | float | bool) -> Decimal:
