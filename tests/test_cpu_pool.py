@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from app.services.cpu import CpuPool
+from app.services.cpu import MANY_ITEMS, CpuPool
 
 
 def test_results_and_exceptions_reach_their_callers() -> None:
@@ -74,3 +74,20 @@ def test_any_thread_count(threads: int) -> None:
             pool.shutdown()
 
     assert asyncio.run(main()) == list(range(50))
+
+
+def test_work_per_item_stays_here_for_few_items_and_goes_to_the_pool_for_many() -> None:
+    async def main() -> tuple[str, str]:
+        pool = CpuPool(2)
+        try:
+            name = lambda: threading.current_thread().name  # noqa: E731
+            return (
+                await pool.run_per_item(MANY_ITEMS - 1, name),
+                await pool.run_per_item(MANY_ITEMS, name),
+            )
+        finally:
+            pool.shutdown()
+
+    few, many = asyncio.run(main())
+    assert few == threading.current_thread().name
+    assert many.startswith("waypoint-cpu")

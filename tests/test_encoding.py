@@ -9,7 +9,7 @@ import msgspec
 from litestar.serialization import encode_json
 
 from app.api import encoding
-from app.services.cpu import CpuPool
+from app.services.cpu import MANY_ITEMS, CpuPool
 
 
 def render(item: int) -> dict:
@@ -17,7 +17,7 @@ def render(item: int) -> dict:
 
 
 def test_a_long_list_is_the_same_json_as_one_encode() -> None:
-    items = list(range(encoding.MANY + 7))
+    items = list(range(MANY_ITEMS + 7))
 
     async def both() -> tuple[object, object]:
         pool = CpuPool(2)

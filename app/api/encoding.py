@@ -16,18 +16,16 @@ from typing import Any, TypeVar
 import msgspec
 from litestar.serialization import encode_json
 
-from app.services.cpu import CpuPool
+from app.services.cpu import MANY_ITEMS, CpuPool
 
 T = TypeVar("T")
-
-MANY = 256  # items from which a list is rendered in the pool
 
 
 async def rendered(
     cpu: CpuPool, items: Sequence[T], render: Callable[[T], Any]
 ) -> list[Any] | msgspec.Raw:
     """`[render(item) for item in items]`, or for a long list the same as encoded JSON."""
-    if len(items) < MANY:
+    if len(items) < MANY_ITEMS:  # as `CpuPool.run_per_item` decides
         return [render(item) for item in items]
     return await cpu.run(encoded_array, items, render)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect, Result
@@ -26,8 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 class Pool(Protocol):
+    """What the services' CPU pool offers the database layer."""
+
     def run(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]: ...
 
+    def run_per_item(self, count: int, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]: ...
+
+
+async def run_in(pool: Pool | None, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in `pool`, or here when there is none."""
+    return fn(*args) if pool is None else await pool.run(fn, *args)
+
+
+T = TypeVar("T")
 
 _render_pool: ContextVar[Pool | None] = ContextVar("render_pool", default=None)
 

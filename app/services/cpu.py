@@ -25,6 +25,7 @@ Call = tuple[Callable[[], Any], asyncio.Future]
 Outcome = tuple[asyncio.Future, Any, BaseException | None]
 
 HOLD_SECONDS = 0.001
+MANY_ITEMS = 256  # items (points, rows) from which work done per item goes to the pool
 
 
 class CpuPool:
@@ -40,6 +41,14 @@ class CpuPool:
             loop.call_soon(self._flush, loop)
         self._pending.append((partial(fn, *args, **kwargs), future))
         return await future
+
+    async def run_per_item(self, count: int, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, whose work grows with `count` items (points to shape, rows to
+        decode): here for fewer than `MANY_ITEMS`, where it costs less than a pool hop, and
+        in the pool for more, where it would hold up the event loop."""
+        if count < MANY_ITEMS:
+            return fn(*args)
+        return await self.run(fn, *args)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """End of the loop turn: hand this turn's calls to at most `threads` jobs."""

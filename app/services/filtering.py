@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import offload, repository
+from app.db.functions import among
 from app.db.tables import points
 from app.errors import BadRequest
 from app.filters import Point, SqlFilter, compile_predicate, compile_sql, filter_cost
@@ -34,16 +34,16 @@ def parse_filter(raw: Any, language: str) -> Any:
     return parse_qdrant_filter(raw)
 
 
+LONG_FILTER_TEXT = 1024  # characters of filter text parsed on the event loop at most
+HEAVY_FILTER = 16  # filters of this `filter_cost` and more have their SQL made off the loop
+
+
 async def parse_filter_off_loop(raw: Any, language: str, cpu: CpuPool | None) -> Any:
     """`parse_filter`, in `cpu` for a long Upstash filter text: tokenizing one costs the
     event loop time in proportion to its length (a long `IN` list)."""
     if cpu is not None and isinstance(raw, str) and len(raw) > LONG_FILTER_TEXT:
         return await cpu.run(parse_filter, raw, language)
     return parse_filter(raw, language)
-
-
-LONG_FILTER_TEXT = 1024  # characters of filter text parsed on the event loop at most
-HEAVY_FILTER = 16  # filters of this `filter_cost` and more have their SQL made off the loop
 
 
 @lru_cache(maxsize=1024)
@@ -66,25 +66,33 @@ async def matching_ids(
     conn: AsyncConnection,
     namespace_id: int,
     node: Any,
-    among: list[str] | None = None,
+    ids: list[str] | None = None,
     indexed: frozenset[str] = frozenset(),
     cpu: CpuPool | None = None,
 ) -> list[tuple[str, PointId]]:
-    """(id text, wire id) of every point of the namespace (or `among` these id texts) that
+    """(id text, wire id) of every point of the namespace (or among `ids`, id texts) that
     `node` matches; `indexed`: the collection's declared fields (see `compile_sql`); `cpu`:
     where a large filter's work goes instead of the event loop."""
     pool = offload_pool(node, cpu)
-    sql = compiled(node, indexed) if pool is None else await pool.run(compiled, node, indexed)
-    where = sql.where
-    if among is not None:
-        where = sa.and_(points.c.point_id == sa.func.any(sa.literal(among, ARRAY(sa.Text))), where)
+    sql = await offload.run_in(pool, compiled, node, indexed)
+    return await _matching(conn, namespace_id, node, sql, pool, ids)
+
+
+async def _matching(
+    conn: AsyncConnection,
+    namespace_id: int,
+    node: Any,
+    sql: SqlFilter,
+    pool: CpuPool | None,
+    ids: list[str] | None = None,
+) -> list[tuple[str, PointId]]:
+    """`matching_ids` once the filter's SQL is made (and where its work goes decided)."""
+    where = sql.where if ids is None else sa.and_(among(points.c.point_id, ids), sql.where)
     with offload.rendering_in(pool):
         if sql.recheck is None:
             return await repository.select_ids(conn, namespace_id, where)
         found = await repository.select_ids_rechecked(conn, namespace_id, where, sql.recheck)
-    if pool is None:
-        return _confirmed(node, found)
-    return await pool.run(_confirmed, node, found)
+    return await offload.run_in(pool, _confirmed, node, found)
 
 
 def _confirmed(node: Any, found: list[Any]) -> list[tuple[str, PointId]]:
@@ -114,12 +122,11 @@ async def filter_where(
     if node is None:
         return None
     pool = offload_pool(node, cpu)
-    sql = compiled(node, indexed) if pool is None else await pool.run(compiled, node, indexed)
+    sql = await offload.run_in(pool, compiled, node, indexed)
     if sql.recheck is None:
         return sql.where
-    found = await matching_ids(conn, namespace_id, node, indexed=indexed, cpu=cpu)
-    ids = [text for text, _ in found]
-    return points.c.point_id == sa.func.any(sa.literal(ids, ARRAY(sa.Text)))
+    found = await _matching(conn, namespace_id, node, sql, pool)
+    return among(points.c.point_id, [text for text, _ in found])
 
 
 class FilterGate:

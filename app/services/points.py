@@ -82,7 +82,6 @@ class OrderBy:
 RANGE_SCHEMAS = frozenset({"integer", "float", "datetime"})
 
 
-MANY_RECORDS = 256  # points from which records are shaped in the CPU pool
 MAX_COUNT = 2**31 - 1  # limits and offsets beyond this are mistakes, not requests
 
 
@@ -227,7 +226,9 @@ class PointService:
                 conn, namespace_id, text_ids, with_vectors=False, shape_in=self.cpu
             )
         stored = [found[t] for t in text_ids if t in found]
-        return await self.records_off_loop(collection, namespace_id, stored, payload, vectors)
+        return await self.cpu.run_per_item(
+            len(stored), self.records, collection, namespace_id, stored, payload, vectors
+        )
 
     async def scroll(
         self,
@@ -256,8 +257,14 @@ class PointService:
                     "that you've already seen for the `order_by.start_from` value"
                 )
             records = await self._ordered(collection, namespace_id, order_by, limit, filter_)
-            ordered = await self.cpu.run(
-                self.records_with_order, collection, namespace_id, records, payload, vectors
+            ordered = await self.cpu.run_per_item(
+                len(records),
+                self.records_with_order,
+                collection,
+                namespace_id,
+                records,
+                payload,
+                vectors,
             )
             return ordered, None
         start = None
@@ -277,7 +284,10 @@ class PointService:
                     shape_in=self.cpu,
                 )
         next_offset = rows[limit].id if len(rows) > limit else None
-        page = await self.records_off_loop(collection, namespace_id, rows[:limit], payload, vectors)
+        stored = rows[:limit]
+        page = await self.cpu.run_per_item(
+            len(stored), self.records, collection, namespace_id, stored, payload, vectors
+        )
         return page, next_offset
 
     async def _ordered(
@@ -329,20 +339,6 @@ class PointService:
         """The WHERE clause of a filter over this namespace's points (None: no filter)."""
         indexed = self.registry.declared_fields(namespace_id)
         return await filter_where(conn, namespace_id, filter_, indexed, cpu=self.cpu)
-
-    async def records_off_loop(
-        self,
-        collection: Collection,
-        namespace_id: int,
-        stored: Sequence[repository.PointRecord],
-        payload: PayloadSelector,
-        vectors: VectorSelector,
-    ) -> list[Record]:
-        """`records`, in the CPU pool for a long list: selecting each payload and copying
-        each vector out of its segment costs time in proportion to the points."""
-        if len(stored) < MANY_RECORDS:
-            return self.records(collection, namespace_id, stored, payload, vectors)
-        return await self.cpu.run(self.records, collection, namespace_id, stored, payload, vectors)
 
     def records(
         self,

@@ -22,7 +22,6 @@ from app.services.counters import Counters
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import Candidates, FilterPlanner
 from app.services.points import (
-    MANY_RECORDS,
     OrderBy,
     PointService,
     Record,
@@ -289,7 +288,4 @@ class SearchService:
                     record.payload = request.payload.apply(point.payload if point else None)
             self.points.attach_vectors(collection, namespace_id, records, request.vectors)
 
-        if len(records) < MANY_RECORDS:
-            fill()
-        else:  # selecting payloads and copying vectors costs time per point
-            await self.cpu.run(fill)
+        await self.cpu.run_per_item(len(records), fill)
