@@ -36,32 +36,29 @@ def current() -> Limits:
     return _active
 
 
-def check_name(what: str, name: str) -> str:
-    """`name` if it fits a PostgreSQL index row with room to spare, else a 400."""
+def check_name(what: str, name: str) -> None:
+    """A 400 unless `name` fits a PostgreSQL index row with room to spare."""
     if len(name.encode()) > _active.name_bytes:
         raise BadRequest(
             f"Wrong input: {what} is longer than {_active.name_bytes} bytes "
             f"(WAYPOINT_MAX_NAME_BYTES)"
         )
-    return name
 
 
-def check_id(point_id: str) -> str:
+def check_id(point_id: str) -> None:
     if len(point_id.encode()) > _active.id_bytes:
         raise BadRequest(
             f"Wrong input: a point id is longer than {_active.id_bytes} bytes "
             "(WAYPOINT_MAX_ID_BYTES)"
         )
-    return point_id
 
 
-def check_result_size(what: str, count: int) -> int:
+def check_result_size(what: str, count: int) -> None:
     if count > _active.result_points:
         raise BadRequest(
             f"Wrong input: {what} {count} is above the limit of {_active.result_points} "
             "points per request (WAYPOINT_MAX_RESULT_POINTS); page through larger results"
         )
-    return count
 
 
 def json_depth(value: object) -> int:

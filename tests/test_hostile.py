@@ -9,7 +9,6 @@ against a server of the suite's own, with two workers as deployments run it.
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 
 import httpx
@@ -48,19 +47,10 @@ def http(live) -> httpx.Client:
 
 
 def _send(http: httpx.Client, case, content: bytes | None = None) -> httpx.Response:
-    content = _content(case) if content is None else content
+    content = case.content() if content is None else content
     return http.request(
         case.method, case.path, content=content, headers={"content-type": "application/json"}
     )
-
-
-def _content(case) -> bytes | None:
-    """The body as sent: encoded before any timing starts, since encoding tens of megabytes
-    holds this process's GIL, and so its light-request threads, for as long as it takes."""
-    sys.setrecursionlimit(10_000)  # json.dumps of the deeply nested cases
-    if case.raw is not None:
-        return case.raw
-    return None if case.body is None else json.dumps(case.body).encode()
 
 
 def _assert_envelope(case, response: httpx.Response) -> None:
@@ -82,7 +72,7 @@ def test_case_gets_a_clear_answer_and_stalls_nothing(live, name: str) -> None:
     """Light requests go on four connections, so both workers serve some of them while the
     case is served by one."""
     case = CASES[name]
-    content = _content(case)
+    content = case.content()
     watchers = [httpx.Client(base_url=live.url, timeout=120) for _ in range(4)]
     with httpx.Client(base_url=live.url, timeout=120) as http, hostile.Watch(watchers) as watch:
         response = _send(http, case, content)

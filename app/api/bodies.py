@@ -68,8 +68,6 @@ def decode(raw: bytes, kind: Any, *, strict: bool = False) -> Any:
         raise ValidationFailed(f"Validation error in JSON body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Format error in JSON body: {exc}") from None
-    except RecursionError:  # msgspec's decoder recurses once per level of nesting
-        raise BadRequest("Format error in JSON body: objects and arrays nest too deeply") from None
 
 
 _dtos: dict[type, type[MsgspecDTO[Any]]] = {}

@@ -266,11 +266,12 @@ class UpstashController(Controller):
         query (the SDK's `query_many` relies on both)."""
         collection = upstash.index(index_name)
         specs = [query_spec(q) for q in (data if isinstance(data, list) else [data])]
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        scored = partial(
+            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
+        )
         results = []
         for spec in specs:
             records = await upstash.query(index_name, namespace, spec)
-            scored = partial(render.score_object, distance=distance)
             results.append(await rendered(services.cpu, records, scored))
         return ok(results[0] if len(results) == 1 else results)
 
