@@ -7,12 +7,16 @@ all depend on it without creating cycles.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+import numpy as np
+
 DEFAULT_VECTOR = ""  # the name of a collection's unnamed vector
 MAX_POINT_NUMBER = 2**64 - 1
+MAX_SPARSE_INDEX = 2**32 - 1
 
 PointId = int | str
 
@@ -57,13 +61,88 @@ class VectorParams:
 
 
 @dataclass(frozen=True, slots=True)
+class SparseParams:
+    """A sparse vector of a collection. `idf`: Qdrant's `modifier: "idf"`, query values
+    weighted by each dimension's inverse document frequency at search time."""
+
+    idf: bool = False
+    as_sent: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SparseVector:
+    """A checked sparse vector: uint32 indices strictly increasing, float32 finite values."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def parse(cls, indices: Any, values: Any) -> SparseVector:
+        """Check a sparse vector as sent (any index order) and sort it; ValueError says why.
+
+        Qdrant sorts indices itself and refuses repeated ones; both dialects do the same.
+        """
+        if not isinstance(indices, Sequence) or not isinstance(values, Sequence):
+            raise ValueError("indices and values must be lists")
+        if len(indices) != len(values):
+            raise ValueError(
+                f"indices and values must have the same length ({len(indices)} != {len(values)})"
+            )
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
+            raise ValueError("indices must be integers")
+        if any(not 0 <= i <= MAX_SPARSE_INDEX for i in indices):
+            raise ValueError(f"indices must be between 0 and {MAX_SPARSE_INDEX}")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise ValueError("values must be numbers")
+        dims = np.asarray(indices, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(vals).all() or (np.abs(vals) > np.finfo(np.float32).max).any():
+            raise ValueError("values must be finite 32-bit floats (no NaN or inf)")
+        order = np.argsort(dims, kind="stable")
+        dims = dims[order]
+        if len(dims) > 1 and (dims[1:] == dims[:-1]).any():
+            raise ValueError("indices must be unique")
+        return cls(dims.astype(np.uint32), vals[order].astype(np.float32))
+
+    def tobytes(self) -> bytes:
+        """How PostgreSQL stores it (like a dense vector's `tobytes`): the indices as
+        little-endian uint32, then the values as float32."""
+        return self.indices.astype("<u4").tobytes() + self.values.astype("<f4").tobytes()
+
+    @classmethod
+    def frombytes(cls, raw: bytes) -> SparseVector:
+        size = len(raw) // 8
+        return cls(
+            np.frombuffer(raw, dtype="<u4", count=size).astype(np.uint32),
+            np.frombuffer(raw, dtype="<f4", count=size, offset=4 * size).astype(np.float32),
+        )
+
+    def as_wire(self) -> dict[str, list]:
+        """`{"indices", "values"}` with each value the shortest text of its float32, so a
+        client reads back the numbers it sent."""
+        return {
+            "indices": self.indices.tolist(),
+            "values": [float(str(value)) for value in self.values],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionConfig:
-    """A collection's vector layout; an unnamed vector is stored under the name `""`."""
+    """A collection's vector layout; an unnamed vector is stored under the name `""`.
+    Dense and sparse vectors have distinct names (they share the stored rows' key)."""
 
     vectors: dict[str, VectorParams]
     hnsw: HnswParams = HnswParams()
     named: bool = True
     as_sent: dict[str, Any] = field(default_factory=dict)
+    sparse_vectors: dict[str, SparseParams] = field(default_factory=dict)
+
+    def is_sparse(self, name: str) -> bool:
+        return name in self.sparse_vectors
+
+    def vector_names(self) -> list[str]:
+        """Every vector a point may hold, dense then sparse."""
+        return [*self.vectors, *self.sparse_vectors]
 
 
 def hnsw_from_json(data: dict[str, Any], base: HnswParams = HnswParams()) -> HnswParams:
@@ -97,6 +176,10 @@ def config_to_json(config: CollectionConfig) -> dict[str, Any]:
             }
             for name, params in config.vectors.items()
         },
+        "sparse_vectors": {
+            name: {"idf": params.idf, "as_sent": params.as_sent}
+            for name, params in config.sparse_vectors.items()
+        },
     }
 
 
@@ -114,6 +197,10 @@ def config_from_json(data: dict[str, Any]) -> CollectionConfig:
         hnsw=hnsw_from_json(data.get("hnsw", {})),
         named=bool(data.get("named", True)),
         as_sent=data.get("as_sent", {}),
+        sparse_vectors={
+            name: SparseParams(idf=bool(v.get("idf")), as_sent=v.get("as_sent", {}))
+            for name, v in data.get("sparse_vectors", {}).items()
+        },
     )
 
 

@@ -150,7 +150,7 @@ def test_new_graph_parameters_rebuild_the_graphs(server) -> None:
         ({"vectors": {"": {"hnsw_config": {"m": 1}}}}, 400, "vectors.hnsw_config.m"),
         ({"params": {"replication_factor": 0}}, 400, "replication_factor"),
         ({"optimizers_config": 7}, 400, "optimizers_config must be an object"),
-        ({"sparse_vectors": {"s": {}}}, 400, "sparse vectors are not supported"),
+        ({"sparse_vectors": {"s": {}}}, 400, "Not existing vector name error: s"),
     ],
 )
 def test_a_bad_change_is_refused_and_changes_nothing(server, change, status, message) -> None:

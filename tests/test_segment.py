@@ -10,7 +10,7 @@ import pytest
 from app.index import scoring
 from app.index.registry import IndexRegistry
 from app.index.segment import FILTERED_SCAN_BYTES, Segment
-from app.models import Distance, HnswParams, VectorParams
+from app.models import CollectionConfig, Distance, HnswParams, VectorParams
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -312,7 +312,7 @@ def test_only_configure_changes_a_segments_parameters() -> None:
     new = VectorParams(4, Distance.COSINE, HnswParams(m=8))
     segment = registry.ensure(1, "", old)
 
-    registry.configure([1, 2], {"": new})
+    registry.configure([1, 2], CollectionConfig({"": new}))
     assert segment.hnsw.m == 8
     assert registry.get(2, "").hnsw.m == 8  # made, with the new parameters
 

@@ -398,3 +398,10 @@ def filter_cost(node: Node, enough: int) -> int:
             case _:
                 count += 1
     return count
+
+
+def both(first: Node | None, second: Node | None) -> Node | None:
+    """The conjunction of two optional filters (None: no filter)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return And((first, second))

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 from app.index.payload_columns import PayloadColumns
 from app.index.segment import Segment
-from app.models import VectorParams
+from app.index.sparse import SparseIndex
+from app.models import CollectionConfig, VectorParams
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class IndexRegistry:
         self.exact_threshold = exact_threshold  # None: each collection's full_scan_threshold
         self.build_threads = build_threads
         self._segments: dict[SegmentKey, Segment] = {}
+        self._sparse: dict[SegmentKey, SparseIndex] = {}  # built as written: no indexer work
         self._columns: dict[int, PayloadColumns] = {}  # namespace id -> declared fields
         self._wake = threading.Condition()
         self._stopping = False
@@ -56,9 +58,22 @@ class IndexRegistry:
             self._changed()
         return segment
 
-    def configure(self, namespace_ids: Iterable[int], vectors: dict[str, VectorParams]) -> None:
-        """Give these namespaces a segment per vector with these parameters: missing ones are
-        made, others with different HNSW parameters reconfigured (graphs rebuilt meanwhile).
+    def get_sparse(self, namespace_id: int, vector_name: str) -> SparseIndex | None:
+        return self._sparse.get((namespace_id, vector_name))
+
+    def ensure_sparse(self, namespace_id: int, vector_name: str) -> SparseIndex:
+        """The inverted index of (namespace, sparse vector), made on first use. Its IDF
+        modifier is a property of the query, not of the index: nothing to reconfigure."""
+        key = (namespace_id, vector_name)
+        index = self._sparse.get(key)
+        if index is None:
+            index = self._sparse.setdefault(key, SparseIndex())
+        return index
+
+    def configure(self, namespace_ids: Iterable[int], config: CollectionConfig) -> None:
+        """Give these namespaces a segment per dense vector of `config` and an inverted index
+        per sparse one: missing ones are made, segments with different HNSW parameters
+        reconfigured (graphs rebuilt meanwhile).
 
         Only the catalog's keepers call this, under its lock (collection changes, the change
         feed). Write paths call `ensure` with the settings they read, perhaps on a pool
@@ -66,7 +81,9 @@ class IndexRegistry:
         """
         changed = False
         for namespace_id in namespace_ids:
-            for vector_name, params in vectors.items():
+            for vector_name in config.sparse_vectors:
+                self.ensure_sparse(namespace_id, vector_name)
+            for vector_name, params in config.vectors.items():
                 segment = self.ensure(namespace_id, vector_name, params)
                 if segment.hnsw != params.hnsw:
                     segment.reconfigure(params.hnsw)
@@ -92,6 +109,8 @@ class IndexRegistry:
     def drop_namespaces(self, namespace_ids: set[int]) -> None:
         for key in [key for key in self._segments if key[0] in namespace_ids]:
             del self._segments[key]
+        for key in [key for key in self._sparse if key[0] in namespace_ids]:
+            del self._sparse[key]
         for namespace_id in namespace_ids:
             self._columns.pop(namespace_id, None)
         self._changed()

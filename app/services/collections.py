@@ -20,6 +20,7 @@ from app.models import (
     DEFAULT_VECTOR,
     Collection,
     CollectionConfig,
+    SparseParams,
     config_to_json,
     hnsw_from_json,
 )
@@ -53,10 +54,14 @@ class ConfigChange:
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> changed fields
     optimizers: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # other top-level fields, replaced
+    sparse_vectors: dict[str, SparseParams] = field(default_factory=dict)  # name -> new
 
     def apply(self, config: CollectionConfig) -> CollectionConfig:
         for name in self.vectors:
             if name not in config.vectors:
+                raise UnknownVectorName(name)
+        for name in self.sparse_vectors:
+            if name not in config.sparse_vectors:
                 raise UnknownVectorName(name)
         sent = {**config.as_sent, **self.settings}
         _merge(sent, "hnsw_config", self.hnsw)
@@ -71,7 +76,23 @@ class ConfigChange:
             _merge(vector_sent, "hnsw_config", own.get("hnsw_config"))
             vector_hnsw = hnsw_from_json(vector_sent.get("hnsw_config") or {}, hnsw)
             vectors[name] = dataclasses.replace(params, hnsw=vector_hnsw, as_sent=vector_sent)
-        return dataclasses.replace(config, vectors=vectors, hnsw=hnsw, as_sent=sent)
+        sparse = {**config.sparse_vectors, **self._sparse_merged(config)}
+        if self.sparse_vectors:
+            sent["sparse_vectors"] = {name: params.as_sent for name, params in sparse.items()}
+        return dataclasses.replace(
+            config, vectors=vectors, hnsw=hnsw, as_sent=sent, sparse_vectors=sparse
+        )
+
+    def _sparse_merged(self, config: CollectionConfig) -> dict[str, SparseParams]:
+        """The changed sparse vectors: fields sent replace the stored ones (`index` merges)."""
+        merged = {}
+        for name, change in self.sparse_vectors.items():
+            sent = {**config.sparse_vectors[name].as_sent}
+            _merge(sent, "index", change.as_sent.get("index"))
+            if "modifier" in change.as_sent:
+                sent["modifier"] = change.as_sent["modifier"]
+            merged[name] = SparseParams(idf=sent.get("modifier") == "idf", as_sent=sent)
+        return merged
 
 
 def _merge(sent: dict[str, Any], key: str, change: dict[str, Any] | None) -> None:
@@ -129,7 +150,7 @@ class CollectionService:
                 if row.collection_id == collection_id
             }
         collection = Collection(collection_id, name, config, dialect, namespaces)
-        self.registry.configure(namespaces.values(), config.vectors)
+        self.registry.configure(namespaces.values(), config)
         self.catalog.add(collection)
         self.on_commit()
 
@@ -145,7 +166,7 @@ class CollectionService:
                 ):
                     raise CollectionNotFound(name)
             collection.config = config
-            self.registry.configure(collection.namespaces.values(), config.vectors)
+            self.registry.configure(collection.namespaces.values(), config)
             self.on_commit()
 
     async def delete(self, name: str) -> bool:
@@ -218,7 +239,7 @@ class CollectionService:
                     raise CollectionNotFound(name)
                 namespace_id = await repository.ensure_namespace(conn, collection.id, namespace)
             collection.namespaces[namespace] = namespace_id
-            self.registry.configure([namespace_id], collection.config.vectors)
+            self.registry.configure([namespace_id], collection.config)
             self.on_commit()
         return namespace_id
 

@@ -24,7 +24,7 @@ from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
 from app.services.search import SearchService
 from app.services.sessions import SessionService
-from app.services.sync import ChangeFeed, ChangeSignal
+from app.services.sync import ChangeFeed, ChangeSignal, upsert_sparse
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class Services:
                 for namespace_id in collection.namespaces.values():
                     for vector_name, params in collection.config.vectors.items():
                         total += await self._load_segment(conn, namespace_id, vector_name, params)
+                    for vector_name in collection.config.sparse_vectors:
+                        total += await self._load_sparse(conn, namespace_id, vector_name)
             await self.columns.sync(conn)
         self.loaded.set()
         self.registry.notify()
@@ -156,6 +158,14 @@ class Services:
             await self.cpu.run(
                 segment.upsert, [v.id for v in batch], vectors, [v.seq for v in batch]
             )
+            loaded += len(batch)
+        return loaded
+
+    async def _load_sparse(self, conn: AsyncConnection, namespace_id: int, vector_name: str) -> int:
+        index = self.registry.ensure_sparse(namespace_id, vector_name)
+        loaded = 0
+        async for batch in repository.stream_vectors(conn, namespace_id, vector_name):
+            await self.cpu.run(upsert_sparse, index, [(v.id, v.seq, v.vector) for v in batch])
             loaded += len(batch)
         return loaded
 

@@ -22,7 +22,7 @@ from app.db.database import Database
 from app.db.repository import PointWrite
 from app.errors import BadRequest, CollectionNotFound, UnknownVectorName, ValidationFailed
 from app.index.registry import IndexRegistry
-from app.models import Collection, PointId, point_id_key, wire_point_id
+from app.models import Collection, PointId, SparseVector, point_id_key, wire_point_id
 from app.services.catalog import Catalog
 from app.services.cpu import CpuPool
 from app.services.filtering import filter_where, matching_ids, offload_pool
@@ -43,7 +43,7 @@ class PointInput:
     """A point as a dialect parsed it: id, vectors by name (`""` = unnamed), payload."""
 
     id: PointId
-    vectors: dict[str, Sequence[float]]
+    vectors: dict[str, Sequence[float] | SparseVector]
     payload: dict[str, Any] | None = None
     data: str | None = None
 
@@ -55,7 +55,8 @@ class Record:
     id: PointId
     version: int
     payload: dict[str, Any] | None = None
-    vectors: dict[str, list[float]] | None = None
+    # dense: the list of floats; sparse: `{"indices", "values"}` (`SparseVector.as_wire`)
+    vectors: dict[str, Any] | None = None
     score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,11 +97,20 @@ def canonical_id(point_id: Any, collection: Collection) -> PointId:
     return wire_point_id(text, kind)
 
 
-def check_vector(collection: Collection, name: str, values: Sequence[float]) -> np.ndarray:
-    """The vector as float32 after Qdrant's checks: known name, right size, finite."""
+def check_vector(collection: Collection, name: str, values: Any) -> np.ndarray | SparseVector:
+    """The vector as float32 after Qdrant's checks: known name, right size, finite; or the
+    `SparseVector` (checked by the dialect that parsed it) under a sparse name."""
+    sparse = isinstance(values, SparseVector)
+    if collection.config.is_sparse(name) and sparse:
+        return values
     params = collection.config.vectors.get(name)
-    if params is None:
+    if params is None and not collection.config.is_sparse(name):
         raise UnknownVectorName(name)
+    if params is None or sparse:
+        raise BadRequest(
+            f"Wrong input: Conversion between sparse and regular vectors failed: vector "
+            f"{name or '(unnamed)'} is {'sparse' if params is None else 'dense'}"
+        )
     try:
         vector = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
@@ -364,14 +374,21 @@ class PointService:
         Cosine); nothing when no vector is asked for."""
         if not vectors.enabled:
             return
-        wanted = [n for n in collection.config.vectors if vectors.wants(n)]
-        segments = {n: self.registry.get(namespace_id, n) for n in wanted}
+        config = collection.config
+        segments = {n: self.registry.get(namespace_id, n) for n in config.vectors}
+        indexes = {n: self.registry.get_sparse(namespace_id, n) for n in config.sparse_vectors}
+        segments = {n: s for n, s in segments.items() if s is not None and vectors.wants(n)}
+        indexes = {n: i for n, i in indexes.items() if i is not None and vectors.wants(n)}
         for record in records:
             record.vectors = {}
             for vector_name, segment in segments.items():
-                vector = segment.vector(record.id) if segment else None
+                vector = segment.vector(record.id)
                 if vector is not None:
                     record.vectors[vector_name] = vector.tolist()
+            for vector_name, index in indexes.items():
+                stored = index.get(record.id)
+                if stored is not None:
+                    record.vectors[vector_name] = SparseVector(*stored).as_wire()
 
     @staticmethod
     def _namespace(collection: Collection, namespace: str) -> int:

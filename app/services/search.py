@@ -3,8 +3,10 @@ with payloads joined from PostgreSQL only when the caller asks for them."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from collections.abc import Collection as Collection_
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,11 +15,13 @@ import numpy as np
 
 from app import limits
 from app.db import repository
-from app.errors import BadRequest
+from app.errors import BadRequest, NotFound
+from app.filters.ast import both
+from app.index.fusion import QDRANT_RRF_K, Scored, qdrant_dbsf, qdrant_rrf
 from app.index.recommend import RecoScorer, Strategy
 from app.index.segment import SearchHits, Segment
-from app.models import Collection, PointId
-from app.services import recommend
+from app.models import Collection, PointId, SparseVector
+from app.services import recommend, sparse_search
 from app.services.counters import Counters
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import Candidates, FilterPlanner
@@ -42,7 +46,7 @@ class SearchRequest:
     `recommend` query, or neither (points in id order, or by `order_by`, Qdrant's query
     without a query)."""
 
-    vector: Sequence[float] | None = None
+    vector: Sequence[float] | SparseVector | None = None
     point_id: PointId | None = None
     recommend: Recommend | None = None
     order_by: OrderBy | None = None
@@ -56,10 +60,36 @@ class SearchRequest:
     exact: bool = False
     indexed_only: bool = False
     filter: Any = None  # a filter AST (app.filters), already parsed by the dialect
+    idf: bool | None = None  # weigh a sparse query by IDF; None: as its vector's modifier
+    # Qdrant's universal query: these requests' results are fused (`fusion`) or re-scored
+    # by this request's own query; the filter applies to every level below it.
+    prefetch: tuple[SearchRequest, ...] = ()
+    fusion: Fusion | None = None
 
     @property
     def is_listing(self) -> bool:
-        return self.vector is None and self.point_id is None and self.recommend is None
+        return (
+            self.vector is None
+            and self.point_id is None
+            and self.recommend is None
+            and self.fusion is None
+            and not self.prefetch
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How prefetched lists become one: `rrf` (reciprocal rank, constant `k`, optional
+    weight per list) or `dbsf` (distribution-based score fusion)."""
+
+    method: str = "rrf"
+    k: int = QDRANT_RRF_K
+    weights: tuple[float, ...] | None = None
+
+    def fuse(self, lists: Sequence[Sequence[Scored]], limit: int) -> list[Scored]:
+        if self.method == "dbsf":
+            return qdrant_dbsf(lists, limit)
+        return qdrant_rrf(lists, self.k, self.weights, limit)
 
 
 @dataclass(slots=True)
@@ -95,30 +125,147 @@ class SearchService:
         self._check_limits(request)
         if request.is_listing:
             return await self._listing(name, request)
-        target = self.target(collection, request)
-        segment = self.registry.get(namespace_id, request.using)
-        if segment is None:
-            return SearchResult([], "exact")
-        k = request.offset + request.limit + len(target.exclude)
-        detail: dict[str, Any] = {}
         started = time.perf_counter()
-        if request.filter is None:
-            hits = await self._hits(segment, target, k, request, None)
-            plan = hits.plan
-        else:
-            hits, plan, detail = await self._filtered_hits(
-                namespace_id, segment, target, k, request
-            )
-        chosen = [
-            (pid, score, version)
-            for pid, score, version in zip(hits.ids, hits.scores, hits.versions, strict=True)
-            if pid not in target.exclude
-        ][request.offset : request.offset + request.limit]
-        detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        k = request.offset + request.limit
+        hits, plan, detail = await self._ranked(collection, namespace_id, request, k)
+        chosen = zip(hits.ids, hits.scores, hits.versions, strict=True)
         records = [Record(pid, version, score=score) for pid, score, version in chosen]
+        records = records[request.offset :]
+        detail["search_ms"] = round((time.perf_counter() - started) * 1000, 3)
         await self._attach(collection, namespace_id, records, request)
         self.counters.add(PLANS, plan)
         return SearchResult(records, hits.plan, detail)
+
+    async def _ranked(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        request: SearchRequest,
+        k: int,
+        among: Collection_[PointId] | None = None,
+    ) -> tuple[SearchHits, str, dict[str, Any]]:
+        """The best `k` hits of a request, best first, less the points a query is made from;
+        only `among` these points if given. Returns the hits, the plan and its detail."""
+        if request.prefetch:
+            return await self._prefetched(collection, namespace_id, request, k), "prefetch", {}
+        if among is not None and request.filter is not None:
+            among = await self.planner.confirm(namespace_id, request.filter, list(among))
+            request = dataclasses.replace(request, filter=None)
+        if collection.config.is_sparse(request.using):
+            hits = await self._sparse(collection, namespace_id, request, k, among)
+            return hits, "sparse", {}
+        return await self._dense(collection, namespace_id, request, k, among)
+
+    async def _dense(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        request: SearchRequest,
+        k: int,
+        among: Collection_[PointId] | None,
+    ) -> tuple[SearchHits, str, dict[str, Any]]:
+        target = self.target(collection, request)
+        segment = self.registry.get(namespace_id, request.using)
+        if segment is None:
+            return SearchHits([], [], [], "exact"), "exact", {}
+        want = k + len(target.exclude)
+        detail: dict[str, Any] = {}
+        if request.filter is not None:
+            hits, plan, detail = await self._filtered_hits(
+                namespace_id, segment, target, want, request
+            )
+        else:
+            allowed = None if among is None else await self.cpu.run(segment.rows_of, among)
+            hits = await self._hits(segment, target, want, request, allowed)
+            plan = hits.plan
+        keep = [i for i, pid in enumerate(hits.ids) if pid not in target.exclude][:k]
+        return _picked(hits, keep), plan, detail
+
+    async def _sparse(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        request: SearchRequest,
+        k: int,
+        among: Collection_[PointId] | None,
+    ) -> SearchHits:
+        """Exact sparse search: every point sharing a dimension with the query is scored."""
+        query, exclude = self._sparse_query(collection, namespace_id, request)
+        index = self.registry.get_sparse(namespace_id, request.using)
+        if index is None:
+            return SearchHits([], [], [], "sparse")
+        idf = request.idf
+        if idf is None:
+            idf = collection.config.sparse_vectors[request.using].idf
+        candidates = await self.cpu.run(
+            functools.partial(
+                sparse_search.ranked,
+                index,
+                query,
+                idf=idf,
+                limit=None if request.filter is not None else k,
+                score_threshold=request.score_threshold,
+                among=among,
+                exclude=exclude,
+            )
+        )
+        if request.filter is not None:
+            confirm = functools.partial(self.planner.confirm, namespace_id, request.filter)
+            candidates = await sparse_search.confirmed(candidates, k, confirm)
+        return SearchHits(candidates.ids, candidates.scores, candidates.seqs, "sparse")
+
+    def _sparse_query(
+        self, collection: Collection, namespace_id: int, request: SearchRequest
+    ) -> tuple[SparseVector, frozenset[PointId]]:
+        """The sparse query vector of a request and the ids left out of its results."""
+        if request.recommend is not None:
+            raise BadRequest("Wrong input: recommend queries on sparse vectors are not supported")
+        if request.point_id is not None:
+            point_id = canonical_id(request.point_id, collection)
+            index = self.registry.get_sparse(namespace_id, request.using)
+            stored = index.get(point_id) if index is not None else None
+            if stored is None:
+                raise NotFound(f"Not found: No point with id {point_id} found")
+            return SparseVector(*stored), frozenset({point_id})
+        if not isinstance(request.vector, SparseVector):
+            raise BadRequest(
+                "Wrong input: Conversion between sparse and regular vectors failed: vector "
+                f"{request.using} is sparse"
+            )
+        return request.vector, frozenset()
+
+    async def _prefetched(
+        self, collection: Collection, namespace_id: int, request: SearchRequest, k: int
+    ) -> SearchHits:
+        """Qdrant's universal query: run the prefetches (each with this level's filter too),
+        then fuse their lists or re-score the points they found with this request's query."""
+        sources = []
+        for prefetch in request.prefetch:
+            inherited = dataclasses.replace(prefetch, filter=both(request.filter, prefetch.filter))
+            hits, _, _ = await self._ranked(collection, namespace_id, inherited, prefetch.limit)
+            sources.append(hits)
+        versions = {
+            pid: version
+            for hits in sources
+            for pid, version in zip(hits.ids, hits.versions, strict=True)
+        }
+        if request.fusion is None:
+            found = versions.keys()
+            if not found:
+                return SearchHits([], [], [], "prefetch")
+            rescoring = dataclasses.replace(request, prefetch=())
+            hits, _, _ = await self._ranked(collection, namespace_id, rescoring, k, found)
+            return hits
+        lists = [list(zip(hits.ids, hits.scores, strict=True)) for hits in sources]
+        fused = request.fusion.fuse(lists, k)
+        if request.score_threshold is not None:  # inclusive here, as Qdrant's local mode
+            fused = [(pid, score) for pid, score in fused if score >= request.score_threshold]
+        return SearchHits(
+            [pid for pid, _ in fused],
+            [score for _, score in fused],
+            [versions[pid] for pid, _ in fused],
+            request.fusion.method,
+        )
 
     async def search_batch(
         self, name: str, requests: Sequence[SearchRequest]
@@ -204,13 +351,7 @@ class SearchService:
             matching = await self.planner.confirm(namespace_id, request.filter, hits.ids)
             kept = [i for i, pid in enumerate(hits.ids) if pid in matching]
             if len(kept) >= k or len(hits.ids) < width or width >= len(segment):
-                picked = SearchHits(
-                    [hits.ids[i] for i in kept],
-                    [hits.scores[i] for i in kept],
-                    [hits.versions[i] for i in kept],
-                    hits.plan,
-                )
-                return picked, len(hits.ids)
+                return _picked(hits, kept), len(hits.ids)
             width = min(width * 4, len(segment))
         return None
 
@@ -263,6 +404,8 @@ class SearchService:
         check_count("offset", request.offset)
         if request.hnsw_ef is not None:
             check_count("hnsw_ef", request.hnsw_ef, minimum=1)
+        for prefetch in request.prefetch:
+            SearchService._check_limits(prefetch)
 
     async def _attach(
         self,
@@ -289,3 +432,12 @@ class SearchService:
             self.points.attach_vectors(collection, namespace_id, records, request.vectors)
 
         await self.cpu.run_per_item(len(records), fill)
+
+
+def _picked(hits: SearchHits, positions: Sequence[int]) -> SearchHits:
+    return SearchHits(
+        [hits.ids[i] for i in positions],
+        [hits.scores[i] for i in positions],
+        [hits.versions[i] for i in positions],
+        hits.plan,
+    )

@@ -35,7 +35,8 @@ import numpy as np
 from app.db import repository
 from app.db.database import Database
 from app.index.registry import IndexRegistry
-from app.models import Collection, PointId
+from app.index.sparse import SparseIndex
+from app.models import Collection, PointId, SparseVector
 from app.services.catalog import Catalog
 from app.services.columns import ColumnKeeper
 from app.services.cpu import CpuPool
@@ -209,7 +210,7 @@ class ChangeFeed:
             else:
                 for collection in fresh.all():
                     namespaces = collection.namespaces.values()
-                    self.registry.configure(namespaces, collection.config.vectors)
+                    self.registry.configure(namespaces, collection.config)
                 await self.columns.sync(collections=fresh.all())
                 await self._apply_point_changes(fresh)
                 self._publish(fresh)
@@ -294,7 +295,7 @@ def _apply(
     changes: list[repository.PointChange],
     tombstones: list[repository.Tombstone],
 ) -> None:
-    """Apply fetched writes segment by segment, in batches.
+    """Apply fetched writes segment by segment (and sparse index by index), in batches.
 
     Order does not matter: segments keep the newest version of every point and ignore an
     older write or a delete that predates the point's current vector.
@@ -303,7 +304,7 @@ def _apply(
     upserts: defaultdict[tuple[int, str], list[tuple[PointId, int, bytes]]] = defaultdict(list)
     deletes: defaultdict[tuple[int, str], list[tuple[PointId, int]]] = defaultdict(list)
     for change in changes:
-        for vector_name in live[change.namespace_id].config.vectors:
+        for vector_name in live[change.namespace_id].config.vector_names():
             stored = change.vectors.get(vector_name)
             key = (change.namespace_id, vector_name)
             if stored is None:
@@ -311,10 +312,14 @@ def _apply(
             else:
                 upserts[key].append((change.id, stored[0], stored[1]))
     for stone in tombstones:
-        for vector_name in live[stone.namespace_id].config.vectors:
+        for vector_name in live[stone.namespace_id].config.vector_names():
             deletes[(stone.namespace_id, vector_name)].append((stone.id, stone.seq))
     for (namespace_id, vector_name), rows in upserts.items():
-        params = live[namespace_id].config.vectors[vector_name]
+        config = live[namespace_id].config
+        if config.is_sparse(vector_name):
+            upsert_sparse(registry.ensure_sparse(namespace_id, vector_name), rows)
+            continue
+        params = config.vectors[vector_name]
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
         segment = registry.ensure(namespace_id, vector_name, params)
         segment.upsert(
@@ -322,11 +327,21 @@ def _apply(
         )
         segment.set_versions([r[0] for r in rows], [point_seqs[r[0]] for r in rows])
     for (namespace_id, vector_name), rows in deletes.items():
-        params = live[namespace_id].config.vectors[vector_name]
-        registry.ensure(namespace_id, vector_name, params).delete(
-            [r[0] for r in rows], [r[1] for r in rows]
-        )
+        config = live[namespace_id].config
+        ids, seqs = [r[0] for r in rows], [r[1] for r in rows]
+        if config.is_sparse(vector_name):
+            registry.ensure_sparse(namespace_id, vector_name).delete_many(ids, seqs)
+        else:
+            registry.ensure(namespace_id, vector_name, config.vectors[vector_name]).delete(
+                ids, seqs
+            )
     _apply_to_columns(registry, changes, tombstones)
+
+
+def upsert_sparse(index: SparseIndex, rows: list[tuple[PointId, int, bytes]]) -> None:
+    """Store (id, seq, stored bytes) rows of one sparse vector name in its index."""
+    decoded = ((pid, SparseVector.frombytes(raw), seq) for pid, seq, raw in rows)
+    index.upsert_many((pid, v.indices, v.values, seq) for pid, v, seq in decoded)
 
 
 def _apply_to_columns(

@@ -53,6 +53,26 @@ class WriteContext:
         params = self.collection.config.vectors[vector_name]
         return self.registry.ensure(self.namespace_id, vector_name, params)
 
+    def put_vectors(
+        self, vector_name: str, ids: list[PointId], vectors: list[Any], seqs: list[int]
+    ) -> None:
+        """Store written vectors of one name: dense arrays in its segment, `SparseVector`s
+        in its inverted index."""
+        if self.collection.config.is_sparse(vector_name):
+            index = self.registry.ensure_sparse(self.namespace_id, vector_name)
+            index.upsert_many(
+                (pid, v.indices, v.values, seq)
+                for pid, v, seq in zip(ids, vectors, seqs, strict=True)
+            )
+        else:
+            self.segment(vector_name).upsert(ids, np.stack(vectors), seqs)
+
+    def drop_vectors(self, vector_name: str, ids: list[PointId]) -> None:
+        if self.collection.config.is_sparse(vector_name):
+            self.registry.ensure_sparse(self.namespace_id, vector_name).delete_many(ids)
+        else:
+            self.segment(vector_name).delete(ids)
+
     def payloads_written(self, payloads: dict[str, Any], wire: dict[str, PointId], seqs) -> None:
         """Keep the namespace's in-memory payload columns (if any) in step with a write."""
         columns = self.registry.columns(self.namespace_id)
@@ -78,22 +98,26 @@ class Upsert:
     """Insert or replace whole points (every vector and the payload)."""
 
     writes: list[PointWrite]
-    vectors: dict[str, dict[str, np.ndarray]]  # id text -> vector name -> checked vector
+    # id text -> vector name -> checked vector (a float32 array, or a `SparseVector`)
+    vectors: dict[str, dict[str, Any]]
 
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
         seqs = await repository.upsert_points(conn, ctx.namespace_id, self.writes)
         wire = {w.id_text: wire_point_id(w.id_text, w.id_kind) for w in self.writes}
 
         def apply() -> None:
-            for vector_name in ctx.collection.config.vectors:
+            for vector_name in ctx.collection.config.vector_names():
                 having = [t for t in seqs if vector_name in self.vectors[t]]
                 lacking = [wire[t] for t in seqs if vector_name not in self.vectors[t]]
-                segment = ctx.segment(vector_name)
                 if having:
-                    stacked = np.stack([self.vectors[t][vector_name] for t in having])
-                    segment.upsert([wire[t] for t in having], stacked, [seqs[t] for t in having])
+                    ctx.put_vectors(
+                        vector_name,
+                        [wire[t] for t in having],
+                        [self.vectors[t][vector_name] for t in having],
+                        [seqs[t] for t in having],
+                    )
                 if lacking:
-                    segment.delete(lacking)
+                    ctx.drop_vectors(vector_name, lacking)
             ctx.payloads_written({w.id_text: w.payload for w in self.writes}, wire, seqs)
 
         return Effect(_last(seqs), apply, len(seqs))
@@ -108,8 +132,8 @@ class Delete:
         deleted, seq = await repository.delete_points(conn, ctx.namespace_id, list(targets))
 
         def apply() -> None:
-            for vector_name in ctx.collection.config.vectors:
-                ctx.segment(vector_name).delete(deleted)
+            for vector_name in ctx.collection.config.vector_names():
+                ctx.drop_vectors(vector_name, deleted)
             if (columns := ctx.registry.columns(ctx.namespace_id)) is not None:
                 columns.remove((point_id, seq or 0) for point_id in deleted)
 
@@ -162,7 +186,7 @@ def clear_payload(selector: PointSelector) -> ChangePayload:
 class ReplaceVectors:
     """Set some named vectors (array) or remove them (None) on existing points."""
 
-    vectors: dict[str, dict[str, np.ndarray | None]]  # id text -> name -> vector | None
+    vectors: dict[str, dict[str, Any]]  # id text -> name -> checked vector | None
     selector: PointSelector | None = None  # for removals chosen by filter or ids
     names: tuple[str, ...] = field(default_factory=tuple)
 
@@ -183,11 +207,10 @@ class ReplaceVectors:
         def apply() -> None:
             for pid, seq in seqs.items():
                 for name, vector in vectors[pid].items():
-                    segment = ctx.segment(name)
                     if vector is None:
-                        segment.delete([wire[pid]])
+                        ctx.drop_vectors(name, [wire[pid]])
                     else:
-                        segment.upsert([wire[pid]], vector[None, :], [seq])
+                        ctx.put_vectors(name, [wire[pid]], [vector], [seq])
             _set_versions(ctx, wire, seqs)
 
         return Effect(_last(seqs), apply)

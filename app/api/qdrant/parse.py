@@ -11,6 +11,7 @@ import msgspec
 from app.api.qdrant import schemas
 from app.errors import BadRequest, ValidationFailed
 from app.filters.semantics import is_integer
+from app.index.fusion import QDRANT_RRF_K
 from app.index.recommend import Strategy
 from app.models import (
     DEFAULT_VECTOR,
@@ -18,6 +19,8 @@ from app.models import (
     CollectionConfig,
     Distance,
     HnswParams,
+    SparseParams,
+    SparseVector,
     VectorParams,
     hnsw_from_json,
 )
@@ -27,7 +30,7 @@ from app.services.groups import GroupSpec, Lookup
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import OrderBy, PointInput, PointService
 from app.services.recommend import LookupFrom, Recommend
-from app.services.search import SearchRequest
+from app.services.search import Fusion, SearchRequest
 from app.services.writes import Operation, PointSelector
 
 T = TypeVar("T")
@@ -37,18 +40,42 @@ _HNSW_INTS = ("m", "ef_construct", "full_scan_threshold")
 
 
 def collection_config(body: schemas.CreateCollection) -> CollectionConfig:
-    if body.sparse_vectors:
-        raise BadRequest("Wrong input: sparse vectors are not supported")
     hnsw = _hnsw(body.hnsw_config, HnswParams())
     vectors = body.vectors or {}
     named = not ("size" in vectors and "distance" in vectors)
     params = vectors.items() if named else [(DEFAULT_VECTOR, vectors)]
+    sparse = {
+        name: _sparse_params(name, raw)
+        for name, raw in _object(body.sparse_vectors, "sparse_vectors").items()
+    }
+    dense = {name: _vector_params(name, raw, hnsw) for name, raw in params}
+    for name in sparse.keys() & dense.keys():
+        raise BadRequest(f"Wrong input: vector name {name!r} is both dense and sparse")
     return CollectionConfig(
-        vectors={name: _vector_params(name, raw, hnsw) for name, raw in params},
+        vectors=dense,
         hnsw=hnsw,
         named=named,
         as_sent=_jsonable(body),
+        sparse_vectors=sparse,
     )
+
+
+_MODIFIERS = {"idf": True, "none": False, None: False}
+
+
+def _sparse_params(name: str, raw: Any) -> SparseParams:
+    """`SparseVectorParams`: `modifier` (`idf` or `none`) and `index` options, echoed back.
+
+    The index options (`full_scan_threshold`, `on_disk`, `datatype`) tune Qdrant's storage;
+    Waypoint's inverted index is always exact and in memory, so they are only kept."""
+    where = f"sparse_vectors.{name}"
+    if not name:
+        raise BadRequest("Wrong input: a sparse vector needs a name")
+    sent = _object(raw, where)
+    if sent.get("modifier") not in _MODIFIERS:
+        raise BadRequest(f"Wrong input: {where}.modifier must be idf or none")
+    _object(sent.get("index"), f"{where}.index")
+    return SparseParams(idf=_MODIFIERS[sent.get("modifier")], as_sent=sent)
 
 
 def _vector_params(name: str, raw: Any, hnsw: HnswParams) -> VectorParams:
@@ -95,8 +122,6 @@ def _hnsw_fields(raw: Any, where: str = "hnsw_config") -> dict[str, int]:
 
 def collection_change(body: schemas.UpdateCollection) -> ConfigChange:
     """`PATCH /collections/{name}`: the settings to change, checked before anything is."""
-    if body.sparse_vectors:
-        raise BadRequest("Wrong input: sparse vectors are not supported")
     settings = _collection_params(body.params)
     if body.quantization_config is not None:  # "Disabled" removes it
         quantization = body.quantization_config
@@ -111,6 +136,10 @@ def collection_change(body: schemas.UpdateCollection) -> ConfigChange:
         },
         optimizers=_object(body.optimizers_config, "optimizers_config"),
         settings=settings,
+        sparse_vectors={
+            name: _sparse_params(name, raw)
+            for name, raw in _object(body.sparse_vectors, "sparse_vectors").items()
+        },
     )
 
 
@@ -148,17 +177,35 @@ def _jsonable(body: Any) -> dict[str, Any]:
 
 
 def point_vectors(vector: Any, named: bool) -> dict[str, Any]:
+    """A point's vectors by name; sparse ones (`{"indices", "values"}`) checked and sorted.
+    An unnamed collection may still hold named sparse vectors."""
     if vector is None:
         return {}
     if isinstance(vector, dict):
-        if not named and vector and set(vector) != {DEFAULT_VECTOR}:
-            names = ", ".join(sorted(vector))
+        vectors = {
+            name: sparse_vector(values, f"vector.{name}") if isinstance(values, dict) else values
+            for name, values in vector.items()
+        }
+        dense = [name for name, v in vectors.items() if not isinstance(v, SparseVector)]
+        if not named and dense and set(dense) != {DEFAULT_VECTOR}:
+            names = ", ".join(sorted(dense))
             raise BadRequest(f"Wrong input: Not existing vector name error: {names}")
-        for name, values in vector.items():
-            if isinstance(values, dict):
-                raise BadRequest(f"Wrong input: vector {name!r}: sparse vectors are not supported")
-        return dict(vector)
+        return vectors
     return {DEFAULT_VECTOR: vector}
+
+
+def sparse_vector(raw: Any, where: str) -> SparseVector:
+    """A `SparseVector` from `{"indices": [...], "values": [...]}`; 422 for any other shape
+    or a broken vector (lengths, repeated indices), as Qdrant validates it."""
+    if not isinstance(raw, dict) or set(raw) != {"indices", "values"}:
+        raise ValidationFailed(
+            f"Validation error in JSON body: [{where}: a sparse vector is "
+            '{"indices": [...], "values": [...]}]'
+        )
+    try:
+        return SparseVector.parse(raw["indices"], raw["values"])
+    except ValueError as exc:
+        raise ValidationFailed(f"Validation error in JSON body: [{where}: {exc}]") from None
 
 
 def upsert_points(body: schemas.UpsertPoints, named: bool) -> list[PointInput]:
@@ -216,14 +263,17 @@ def vector_selector(raw: Any) -> VectorSelector:
 
 def _query_target(query: Any, using: str) -> dict[str, Any]:
     """The SearchRequest fields a `query` sets: nearest (a bare VectorInput or
-    `{"nearest": …}`), `{"recommend": …}`, `{"order_by": …}`, or nothing (no query)."""
+    `{"nearest": …}`), `{"recommend": …}`, `{"order_by": …}`, `{"fusion": …}`, `{"rrf": …}`,
+    or nothing (no query)."""
     if query is None:
         return {"using": using}
+    if isinstance(query, dict) and len(query) == 1 and ("fusion" in query or "rrf" in query):
+        return {"using": using, "fusion": _fusion(query)}
     if isinstance(query, dict) and "recommend" in query and len(query) == 1:
         return {"using": using, "recommend": recommend_query(query["recommend"], "query")}
     if isinstance(query, dict) and "order_by" in query and len(query) == 1:
         return {"using": using, "order_by": order_by(query["order_by"])}
-    if isinstance(query, dict):
+    if isinstance(query, dict) and not _is_sparse(query):
         if set(query) == {"nearest"} or ("nearest" in query and set(query) <= {"nearest", "mmr"}):
             query = query["nearest"]
         else:
@@ -244,10 +294,77 @@ def _vector_or_id(value: Any, using: str, where: str) -> tuple[Any, Any, str]:
     if isinstance(value, list):
         return value, None, using
     if isinstance(value, dict) and "vector" in value and isinstance(value.get("name"), str):
-        return value["vector"], None, value["name"]
-    if isinstance(value, dict) and {"indices", "values"} <= set(value):
-        raise BadRequest(f"Wrong input: {where}: sparse vectors are not supported")
+        named = value["vector"]
+        if _is_sparse(named):
+            return sparse_vector(named, f"{where}.vector"), None, value["name"]
+        return named, None, value["name"]
+    if _is_sparse(value):
+        return sparse_vector(value, where), None, using
     raise BadRequest(f"Wrong input: {where} must be a vector or a point id")
+
+
+def _is_sparse(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"indices", "values"}
+
+
+def _fusion(query: dict[str, Any]) -> Fusion:
+    """`{"fusion": "rrf" | "dbsf"}` or `{"rrf": {"k": …, "weights": […]}}`."""
+    if "fusion" in query:
+        if query["fusion"] not in ("rrf", "dbsf"):
+            raise BadRequest("Wrong input: query.fusion must be rrf or dbsf")
+        return Fusion(query["fusion"])
+    rrf = _object(query["rrf"], "query.rrf")
+    k = rrf.get("k")
+    weights = rrf.get("weights")
+    if k is not None and (not is_integer(k) or k < 1):
+        raise ValidationFailed("Validation error in JSON body: [query.rrf.k: must be 1 or more]")
+    if weights is not None and (
+        not isinstance(weights, list)
+        or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+    ):
+        raise BadRequest("Wrong input: query.rrf.weights must be a list of numbers")
+    return Fusion(
+        "rrf", QDRANT_RRF_K if k is None else k, None if weights is None else tuple(weights)
+    )
+
+
+MAX_PREFETCHES = 64  # in one query, at every level together
+
+
+def prefetches(raw: Any, budget: list[int] | None = None) -> tuple[SearchRequest, ...]:
+    """A query's `prefetch` (one object or a list), each level parsed like a query."""
+    budget = [MAX_PREFETCHES] if budget is None else budget
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    budget[0] -= len(items)
+    if budget[0] < 0:
+        raise BadRequest(f"Wrong input: a query takes at most {MAX_PREFETCHES} prefetches")
+    return tuple(_prefetch(item, budget) for item in items)
+
+
+def _prefetch(raw: Any, budget: list[int]) -> SearchRequest:
+    body = _convert(raw, schemas.Prefetch, "prefetch")
+    params = body.params or schemas.SearchParams()
+    request = SearchRequest(
+        **_query_target(body.query, body.using or DEFAULT_VECTOR),
+        limit=body.limit,
+        score_threshold=body.score_threshold,
+        filter=filter_node(body.filter),
+        hnsw_ef=params.hnsw_ef,
+        exact=params.exact,
+        indexed_only=params.indexed_only,
+        prefetch=prefetches(body.prefetch, budget),
+    )
+    _check_prefetched(request, "prefetch")
+    return request
+
+
+def _check_prefetched(request: SearchRequest, where: str) -> None:
+    if request.fusion is not None and not request.prefetch:
+        raise BadRequest(f"Wrong input: {where}: a fusion query needs prefetches to fuse")
+    if request.order_by is not None and request.prefetch:
+        raise BadRequest(f"Wrong input: {where}: order_by cannot rank prefetched points")
 
 
 def _examples(raw: Any, where: str) -> tuple[Any, ...]:
@@ -329,15 +446,17 @@ def _common(body: Any, with_vector: Any) -> dict[str, Any]:
 
 
 def query_request(body: schemas.QueryPoints) -> SearchRequest:
-    if body.prefetch:
-        raise BadRequest("Wrong input: prefetch is not supported by this server yet")
     target = _query_target(body.query, body.using or DEFAULT_VECTOR)
     if "recommend" in target:
         target["recommend"] = dataclasses.replace(
             target["recommend"], lookup_from=lookup_from(body.lookup_from)
         )
     with_vector = body.with_vector if body.with_vectors is None else body.with_vectors
-    return SearchRequest(**target, **_common(body, with_vector))
+    request = SearchRequest(
+        **target, **_common(body, with_vector), prefetch=prefetches(body.prefetch)
+    )
+    _check_prefetched(request, "query")
+    return request
 
 
 def search_request(body: schemas.SearchPoints) -> SearchRequest:

@@ -110,6 +110,17 @@ class QueryPoints(Body):
     shard_key: Any = None
 
 
+class Prefetch(Body):
+    prefetch: Any = None
+    query: Any = None
+    using: str | None = None
+    filter: dict[str, Any] | None = None
+    params: SearchParams | None = None
+    score_threshold: float | None = None
+    limit: int = 10
+    lookup_from: Any = None
+
+
 class QueryGroups(QueryPoints, kw_only=True):
     group_by: str
     group_size: int = 3
