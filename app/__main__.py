@@ -153,13 +153,15 @@ def create_index(args: argparse.Namespace) -> None:
 
     settings = Settings.from_env()
     try:
-        config = index_config(args.dimension, args.similarity)
+        config = index_config(args.dimension, args.similarity, args.type)
         url = _database_url(settings)
         upgrade(url)
         asyncio.run(_create_index(settings, url, args.name, config))
     except WaypointError as exc:
         sys.exit(f"create-index: {exc.message}")
-    print(f"created index {args.name} ({args.dimension} dimensions, {args.similarity.upper()})")
+    dense = config.vectors.get("")
+    shape = f"{dense.size} dimensions, {args.similarity or 'COSINE'}".upper() if dense else ""
+    print(f"created {args.type} index {args.name}" + (f" ({shape})" if shape else ""))
 
 
 async def _create_index(settings: Settings, url: str, name: str, config: CollectionConfig) -> None:
@@ -208,10 +210,15 @@ def main(argv: list[str] | None = None) -> None:
 
     index_cmd = commands.add_parser("create-index", help="create an Upstash Vector index")
     index_cmd.add_argument("name")
-    index_cmd.add_argument("--dimension", type=int, required=True)
     index_cmd.add_argument(
-        "--similarity", default="COSINE", help="COSINE (default), EUCLIDEAN or DOT_PRODUCT"
+        "--type",
+        default="DENSE",
+        type=str.upper,
+        choices=["DENSE", "SPARSE", "HYBRID"],
+        help="DENSE (default), SPARSE or HYBRID",
     )
+    index_cmd.add_argument("--dimension", type=int, help="required unless --type SPARSE")
+    index_cmd.add_argument("--similarity", help="COSINE (default), EUCLIDEAN or DOT_PRODUCT")
     index_cmd.set_defaults(run=create_index)
 
     check_cmd = commands.add_parser("healthcheck", help="exit 0 when the service is ready")

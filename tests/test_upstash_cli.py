@@ -31,7 +31,7 @@ def offline_index(database_url: str) -> str:
     """Made on a database no server has touched yet (no tables until the CLI migrates)."""
     made = create_index(database_url, "offline", "--dimension", "3", "--similarity", "euclidean")
     assert made.returncode == 0, made.stderr
-    assert "created index offline (3 dimensions, EUCLIDEAN)" in made.stdout
+    assert "created DENSE index offline (3 DIMENSIONS, EUCLIDEAN)" in made.stdout
     return "offline"
 
 

@@ -13,6 +13,7 @@ Decisions on what the Upstash docs leave open are stated where they are made.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,21 @@ from app.db import upstash as sql
 from app.db.database import Database
 from app.db.repository import PointRecord
 from app.errors import BadRequest, CollectionNotFound, NotFound, ValidationFailed
+from app.index.fusion import UPSTASH_RRF_K
 from app.index.registry import IndexRegistry
-from app.models import DEFAULT_VECTOR, Collection, CollectionConfig, Distance, VectorParams
+from app.models import (
+    DEFAULT_VECTOR,
+    Collection,
+    CollectionConfig,
+    Distance,
+    SparseParams,
+    SparseVector,
+    VectorParams,
+)
 from app.services.catalog import Catalog
 from app.services.filtering import parse_filter_off_loop
 from app.services.points import PointService, Record, parse_point_id
-from app.services.search import SearchRequest, SearchService
+from app.services.search import Fusion, SearchRequest, SearchService
 from app.services.writes import (
     ChangePayload,
     Delete,
@@ -46,6 +56,10 @@ from app.services.writes import (
 if TYPE_CHECKING:
     from app.services.container import Services
 
+SPARSE_VECTOR = "sparse"  # the stored name of an index's sparse vector (the dense one is "")
+INDEX_TYPES = ("DENSE", "SPARSE", "HYBRID")
+WEIGHTING_STRATEGIES = ("IDF",)
+FUSION_ALGORITHMS = {"RRF": "rrf", "DBSF": "dbsf"}
 SIMILARITY = {Distance.COSINE: "COSINE", Distance.EUCLID: "EUCLIDEAN", Distance.DOT: "DOT_PRODUCT"}
 DISTANCE = {name: distance for distance, name in SIMILARITY.items()}
 MAX_DIMENSION = 65_536
@@ -61,33 +75,110 @@ TIE_MARGIN = 16
 # --------------------------------------------------------------------- pure rules
 
 
-def index_config(dimension: int, similarity: str) -> CollectionConfig:
-    """The collection layout of a dense Upstash index (HTTP `PUT` and the CLI share it)."""
+def index_config(
+    dimension: int | None, similarity: str | None, index_type: str = "DENSE"
+) -> CollectionConfig:
+    """The collection layout of an Upstash index (HTTP `PUT` and the CLI share it): a dense
+    vector (`""`), a sparse one (`SPARSE_VECTOR`), or both (HYBRID). IDF is chosen per
+    query (`weightingStrategy`), so the sparse vector has no modifier."""
+    kind = str(index_type).upper()
+    if kind not in INDEX_TYPES:
+        raise BadRequest("indexType must be DENSE, SPARSE or HYBRID")
+    sent: dict[str, Any] = {"index_type": kind}
+    vectors = {}
+    if kind == "SPARSE":
+        if dimension is not None or similarity is not None:
+            raise BadRequest("A SPARSE index takes no dimension or similarityFunction")
+    else:
+        if dimension is None:
+            raise BadRequest(f"A {kind} index needs a dimension")
+        vectors = {DEFAULT_VECTOR: _dense_params(dimension, similarity or "COSINE")}
+        sent["vectors"] = vectors[DEFAULT_VECTOR].as_sent
+    sparse = {} if kind == "DENSE" else {SPARSE_VECTOR: SparseParams()}
+    return CollectionConfig(vectors=vectors, named=False, as_sent=sent, sparse_vectors=sparse)
+
+
+def _dense_params(dimension: int, similarity: str) -> VectorParams:
     distance = DISTANCE.get(similarity.upper())
     if distance is None:
         raise BadRequest("similarityFunction must be COSINE, EUCLIDEAN or DOT_PRODUCT")
     if not 1 <= dimension <= MAX_DIMENSION:
         raise BadRequest(f"dimension must be between 1 and {MAX_DIMENSION}")
     as_sent = {"size": dimension, "distance": distance.value}
-    return CollectionConfig(
-        vectors={DEFAULT_VECTOR: VectorParams(dimension, distance, as_sent=as_sent)},
-        named=False,
-        as_sent={"vectors": as_sent},
-    )
+    return VectorParams(dimension, distance, as_sent=as_sent)
 
 
-def score(raw: float, distance: Distance) -> float:
+def index_type(collection: Collection) -> str:
+    """DENSE, SPARSE or HYBRID: which vectors the index's points carry."""
+    dense = DEFAULT_VECTOR in collection.config.vectors
+    sparse = SPARSE_VECTOR in collection.config.sparse_vectors
+    return "HYBRID" if dense and sparse else "SPARSE" if sparse else "DENSE"
+
+
+def parse_sparse(raw: Any, where: str = "sparseVector") -> SparseVector:
+    """`{"indices": [int], "values": [float]}` checked (and sorted by index)."""
+    if not isinstance(raw, dict) or set(raw) != {"indices", "values"}:
+        raise BadRequest(f'{where} must be {{"indices": [int], "values": [float]}}')
+    try:
+        return SparseVector.parse(raw["indices"], raw["values"])
+    except ValueError as exc:
+        raise BadRequest(f"Invalid {where}: {exc}") from None
+
+
+def point_vectors(
+    collection: Collection, vector: Sequence[float] | None, sparse: Any, *, update: bool = False
+) -> dict[str, Any]:
+    """A point's vectors by stored name, checked against the index type: a dense index
+    takes `vector`, a sparse one `sparseVector`, a hybrid one both (an update may give
+    neither, to keep them)."""
+    vectors = query_vectors(collection, vector, sparse)
+    kind = index_type(collection)
+    if update and not vectors:
+        return vectors
+    if kind == "HYBRID" and len(vectors) == 1:
+        raise BadRequest("This index is hybrid: send both vector and sparseVector")
+    if not vectors:
+        wanted = {"DENSE": "vector", "SPARSE": "sparseVector"}.get(kind, "vector and sparseVector")
+        raise BadRequest(
+            f"A {wanted} is required: this index has no embedding model to embed `data`"
+        )
+    return vectors
+
+
+def query_vectors(collection: Collection, vector: Sequence[float] | None, sparse: Any) -> dict:
+    """The vectors sent, by stored name, each checked (a dense index refuses a sparse
+    vector, a sparse index a dense one)."""
+    kind = index_type(collection)
+    vectors: dict[str, Any] = {}
+    if vector is not None:
+        if kind == "SPARSE":
+            raise BadRequest("This index is sparse: send sparseVector, not vector")
+        check_dimension(collection, vector)
+        vectors[DEFAULT_VECTOR] = vector
+    if sparse is not None:
+        if kind == "DENSE":
+            raise BadRequest("This index is dense: sparse vectors are not supported")
+        vectors[SPARSE_VECTOR] = parse_sparse(sparse)
+    return vectors
+
+
+def score(raw: float, distance: Distance | None) -> float:
     """Upstash's 0..1 score from a Qdrant-style score (dot product, or L2 distance).
 
     COSINE and DOT_PRODUCT: (1 + similarity) / 2; EUCLIDEAN: 1 / (1 + squared distance).
-    Rounded through float32 and clamped, so identical directions score exactly 1.
+    Rounded through float32 and clamped, so identical directions score exactly 1. Sparse
+    and fused scores (`distance` None) are not normalised, only rounded through float32.
     """
+    if distance is None:
+        return float(np.float32(raw))
     value = 1.0 / (1.0 + raw * raw) if distance is Distance.EUCLID else (1.0 + raw) / 2.0
     return min(1.0, max(0.0, float(np.float32(value))))
 
 
 def check_dimension(collection: Collection, vector: Sequence[float]) -> None:
     """Upstash's own 422 wording, before the shared (Qdrant-worded) vector checks run."""
+    if DEFAULT_VECTOR not in collection.config.vectors:
+        raise BadRequest("This index is sparse: send sparseVector, not vector")
     size = collection.config.vectors[DEFAULT_VECTOR].size
     if len(vector) != size:
         raise ValidationFailed(f"Invalid vector dimension: {len(vector)}, expected: {size}")
@@ -212,12 +303,15 @@ def _matching(node: Any) -> Selection:
 
 @dataclass(frozen=True, slots=True)
 class QuerySpec:
-    vector: Sequence[float]
+    vector: Sequence[float] | None = None
+    sparse_vector: Any = None  # as sent: checked by `query`
     top_k: int = 10
     filter: str = ""
     include_vectors: bool = False
     include_metadata: bool = False
     include_data: bool = False
+    weighting_strategy: str | None = None
+    fusion_algorithm: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +319,7 @@ class UpdateSpec:
     id: Any
     mode: str = "OVERWRITE"
     vector: Sequence[float] | None = None
+    sparse_vector: Any = None
     metadata: dict[str, Any] | None = None
     data: str | None = None
 
@@ -354,31 +449,63 @@ class UpstashService:
     # ------------------------------------------------------------------ reads
 
     async def query(self, name: str, namespace: str, spec: QuerySpec) -> list[Record]:
-        """The topK nearest, ranked by Upstash score then insertion order, with the fields
-        the query asked for. A missing namespace answers [] (and is not created)."""
+        """The topK best, ranked by Upstash score then insertion order, with the fields the
+        query asked for; each record's score is the Upstash score. A missing namespace
+        answers [] (and is not created)."""
         collection = self.index(name)
-        check_dimension(collection, spec.vector)
-        if not 1 <= spec.top_k <= MAX_TOP_K:
-            raise BadRequest(f"topK must be between 1 and {MAX_TOP_K}")
+        request = self.search_request(collection, spec)
         node = await parse_filter_off_loop(spec.filter, "upstash", self.points.cpu)
         namespace_id = collection.namespaces.get(namespace)
         if namespace_id is None:
             return []
-        request = SearchRequest(vector=spec.vector, limit=spec.top_k + TIE_MARGIN, filter=node)
+        request = dataclasses.replace(request, filter=node)
         found = await self.search.search(name, request, namespace)
-        ranked = self._ranked(collection, namespace_id, found.points)[: spec.top_k]
+        scale = score_scale(collection, request)
+        ranked = self._ranked(namespace_id, found.points, request, scale)[: spec.top_k]
         return await self._with_fields(namespace_id, ranked, spec)
 
+    def search_request(self, collection: Collection, spec: QuerySpec) -> SearchRequest:
+        """The search a query makes, after Upstash's checks: dense, sparse, or both fused
+        (each list `topK` long, ties beyond it ranked too)."""
+        if not 1 <= spec.top_k <= MAX_TOP_K:
+            raise BadRequest(f"topK must be between 1 and {MAX_TOP_K}")
+        vectors = query_vectors(collection, spec.vector, spec.sparse_vector)
+        if not vectors:
+            wanted = {"DENSE": "vector", "SPARSE": "sparseVector"}
+            raise BadRequest(
+                f"A query {wanted.get(index_type(collection), 'vector or sparseVector')} "
+                "is required"
+            )
+        idf = _weighting(spec.weighting_strategy)
+        fusion = _fusion(spec.fusion_algorithm)
+        limit = spec.top_k + TIE_MARGIN
+        parts = [
+            SearchRequest(vector=vector, using=name, idf=idf, limit=limit)
+            for name, vector in vectors.items()
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return SearchRequest(prefetch=tuple(parts), fusion=fusion, limit=limit)
+
     def _ranked(
-        self, collection: Collection, namespace_id: int, records: list[Record]
+        self,
+        namespace_id: int,
+        records: list[Record],
+        request: SearchRequest,
+        scale: Distance | None,
     ) -> list[Record]:
-        distance = collection.config.vectors[DEFAULT_VECTOR].distance
+        """Records by Upstash score (set on each), then insertion order."""
+        using = request.prefetch[0].using if request.prefetch else request.using
         segment = self.registry.get(namespace_id, DEFAULT_VECTOR)
+        sparse = self.registry.get_sparse(namespace_id, SPARSE_VECTOR)
+        stored = segment if using == DEFAULT_VECTOR else sparse
 
         def key(record: Record) -> tuple[float, int]:
-            inserted = segment.seq_of(record.id) if segment is not None else None
-            return (-score(record.score or 0.0, distance), inserted or 0)
+            inserted = stored.seq_of(record.id) if stored is not None else None
+            return (-(record.score or 0.0), inserted or 0)
 
+        for record in records:
+            record.score = score(record.score or 0.0, scale)
         return sorted(records, key=key)
 
     async def _with_fields(
@@ -402,6 +529,7 @@ class UpstashService:
                 record.payload = point.payload
             if spec.include_vectors:
                 record.extra["raw_vector"] = point.vectors.get(DEFAULT_VECTOR)
+                record.extra["raw_sparse"] = point.vectors.get(SPARSE_VECTOR)
             if spec.include_data:
                 record.extra["data"] = point.data
             out.append(record)
@@ -529,10 +657,9 @@ class UpstashService:
         if mode not in ("OVERWRITE", "PATCH"):
             raise BadRequest("metadataUpdateMode must be OVERWRITE or PATCH")
         operations: list[Operation] = []
-        if spec.vector is not None:
-            check_dimension(collection, spec.vector)
-            pairs = [(text, {DEFAULT_VECTOR: spec.vector})]
-            operations.append(self.points.vectors_operation(collection, pairs))
+        vectors = point_vectors(collection, spec.vector, spec.sparse_vector, update=True)
+        if vectors:
+            operations.append(self.points.vectors_operation(collection, [(text, vectors)]))
         if spec.metadata is not None:
             selector = PointSelector(ids=(text,))
             patch = spec.metadata
@@ -547,3 +674,29 @@ class UpstashService:
         if not operations:
             raise BadRequest("Nothing to update: give a vector, metadata or data")
         return operations
+
+
+def score_scale(collection: Collection, request: SearchRequest) -> Distance | None:
+    """How a request's raw scores become Upstash scores: by the dense vector's similarity
+    for a dense search; None (not normalised) for sparse and fused ones."""
+    if request.prefetch or request.using != DEFAULT_VECTOR:
+        return None
+    return collection.config.vectors[DEFAULT_VECTOR].distance
+
+
+def _weighting(strategy: str | None) -> bool:
+    """Whether `weightingStrategy` asks for IDF (None: plain dot products)."""
+    if strategy is None:
+        return False
+    if str(strategy).upper() not in WEIGHTING_STRATEGIES:
+        raise BadRequest("weightingStrategy must be IDF")
+    return True
+
+
+def _fusion(algorithm: str | None) -> Fusion:
+    """`fusionAlgorithm` (default RRF) as the service's fusion; Upstash's RRF is Qdrant's
+    with k = 60."""
+    method = FUSION_ALGORITHMS.get(str(algorithm or "RRF").upper())
+    if method is None:
+        raise BadRequest("fusionAlgorithm must be RRF or DBSF")
+    return Fusion(method, k=UPSTASH_RRF_K)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import limits
 from app.db import repository
 from app.db.repository import PointWrite
-from app.errors import NotFound
+from app.errors import NotFound, UnknownVectorName
 from app.index.registry import IndexRegistry
 from app.models import Collection, PointId, wire_point_id
 from app.services.payloads import delete_paths, merge_at
@@ -191,6 +191,10 @@ class ReplaceVectors:
     names: tuple[str, ...] = field(default_factory=tuple)
 
     async def execute(self, conn: AsyncConnection, ctx: WriteContext) -> Effect:
+        known = ctx.collection.config.vector_names()
+        for name in self.names:
+            if name not in known:
+                raise UnknownVectorName(name)
         vectors = dict(self.vectors)
         if self.selector is not None:
             for pid in await ctx.select_ids(conn, ctx.collection, ctx.namespace_id, self.selector):

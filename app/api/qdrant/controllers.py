@@ -274,7 +274,7 @@ class PointsController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         for name in data.vector:
-            if name not in collection.config.vectors:
+            if name not in collection.config.vector_names():
                 raise UnknownVectorName(name)
         operation_id = await services.points.write(collection_name, [parse.delete_vectors(data)])
         return qdrant_ok(request, update_result(operation_id, wait))

@@ -23,10 +23,10 @@ from app.api.encoding import rendered
 from app.api.openapi import upstash_errors
 from app.api.upstash import render, schemas
 from app.errors import BadRequest
-from app.models import DEFAULT_VECTOR, Collection
+from app.models import DEFAULT_VECTOR, Collection, Distance
 from app.services.container import Services
 from app.services.payloads import PayloadSelector, VectorSelector
-from app.services.points import PointInput
+from app.services.points import PointInput, Record
 from app.services.sessions import SessionSpec, owner_of
 from app.services.upstash import (
     QuerySpec,
@@ -34,6 +34,9 @@ from app.services.upstash import (
     UpstashService,
     check_dimension,
     index_config,
+    index_type,
+    point_vectors,
+    score,
 )
 
 NAMESPACED = "{namespace:str}"
@@ -71,35 +74,43 @@ def point_inputs(
     collection: Collection, body: list[schemas.Vector] | schemas.Vector
 ) -> list[PointInput]:
     items = body if isinstance(body, list) else [body]
-    points = []
-    for item in items:
-        if item.sparse_vector is not None:
-            raise BadRequest("This index is dense: sparse vectors are not supported")
-        if item.vector is None:
-            raise BadRequest(
-                "A vector is required: this index has no embedding model to embed `data`"
-            )
-        check_dimension(collection, item.vector)
-        points.append(PointInput(item.id, {DEFAULT_VECTOR: item.vector}, item.metadata, item.data))
-    return points
+    return [
+        PointInput(
+            item.id,
+            point_vectors(collection, item.vector, item.sparse_vector),
+            item.metadata,
+            item.data,
+        )
+        for item in items
+    ]
 
 
 def query_spec(query: schemas.Query) -> QuerySpec:
-    """A dense query; `data` and sparse vectors need models this index does not have."""
+    """A vector query; `data` needs an embedding model this index does not have."""
     if query.data is not None:
         raise BadRequest(f"{NO_EMBEDDING}: query with a vector")
-    if query.sparse_vector is not None:
-        raise BadRequest("This index is dense: sparse vectors are not supported")
-    if query.vector is None:
-        raise BadRequest("A query vector is required")
     return QuerySpec(
         vector=query.vector,
+        sparse_vector=query.sparse_vector,
         top_k=query.top_k,
         filter=query.filter or "",
         include_vectors=query.include_vectors,
         include_metadata=query.include_metadata,
         include_data=query.include_data,
+        weighting_strategy=query.weighting_strategy,
+        fusion_algorithm=query.fusion_algorithm,
     )
+
+
+def session_scale(collection: Collection) -> Distance | None:
+    dense = collection.config.vectors.get(DEFAULT_VECTOR)
+    return None if dense is None else dense.distance
+
+
+def session_score(record: Record, distance: Distance | None) -> dict[str, Any]:
+    """A resumable query's page entry: its raw score made Upstash's, then rendered."""
+    record.score = score(record.score or 0.0, distance)
+    return render.score_object(record)
 
 
 def include_flags(body: schemas.Include) -> dict[str, bool]:
@@ -125,37 +136,16 @@ class UpstashController(Controller):
         self, services: Services, index_name: str, data: schemas.CreateIndex
     ) -> Response:
         """Create an index (Waypoint's own endpoint: Upstash creates indexes in its console)."""
-        config = index_config(data.dimension, data.similarity_function)
+        config = index_config(data.dimension, data.similarity_function, data.index_type)
         await services.collections.create(index_name, config, dialect="upstash")
         return ok("Success")
 
     @route("/info", http_method=READ, status_code=200, opt=READ_ONLY)
     async def info(self, services: Services, upstash: UpstashService, index_name: str) -> Response:
         collection = upstash.index(index_name)
-        params = collection.config.vectors[DEFAULT_VECTOR]
         counts = await services.collections.namespace_counts(index_name)
         counts.setdefault("", 0)
-        similarity = render.SIMILARITY[params.distance]
-        total = sum(counts.values())
-        return ok(
-            {
-                "vectorCount": total,
-                "pendingVectorCount": 0,
-                "indexSize": total * params.size * 4,
-                "dimension": params.size,
-                "similarityFunction": similarity,
-                "indexType": "DENSE",
-                "denseIndex": {
-                    "dimension": params.size,
-                    "similarityFunction": similarity,
-                    "embeddingModel": "",
-                },
-                "namespaces": {
-                    name: {"vectorCount": count, "pendingVectorCount": 0}
-                    for name, count in counts.items()
-                },
-            }
-        )
+        return ok(render.info(collection, index_type(collection), counts))
 
     # ------------------------------------------------------------- namespaces
 
@@ -229,12 +219,11 @@ class UpstashController(Controller):
     async def update(
         self, upstash: UpstashService, index_name: str, data: schemas.Update, namespace: str = ""
     ) -> Response:
-        if data.sparse_vector is not None:
-            raise BadRequest("This index is dense: sparse vectors are not supported")
         spec = UpdateSpec(
             id=data.id,
             mode=data.metadata_update_mode,
             vector=data.vector,
+            sparse_vector=data.sparse_vector,
             metadata=data.metadata,
             data=data.data,
         )
@@ -264,15 +253,12 @@ class UpstashController(Controller):
     ) -> Response:
         """An object or a one-element array answers a flat list; longer arrays a list per
         query (the SDK's `query_many` relies on both)."""
-        collection = upstash.index(index_name)
+        upstash.index(index_name)
         specs = [query_spec(q) for q in (data if isinstance(data, list) else [data])]
-        scored = partial(
-            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
-        )
         results = []
         for spec in specs:
             records = await upstash.query(index_name, namespace, spec)
-            results.append(await rendered(services.cpu, records, scored))
+            results.append(await rendered(services.cpu, records, render.score_object))
         return ok(results[0] if len(results) == 1 else results)
 
     @post([*paths("query-data"), *paths("resumable-query-data")], status_code=200, opt=READ_ONLY)
@@ -364,9 +350,7 @@ class UpstashController(Controller):
         handle, records = await services.sessions.start(
             spec, query.top_k, max_idle, owner_of(presented_key(request.scope))
         )
-        scored = partial(
-            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
-        )
+        scored = partial(session_score, distance=session_scale(collection))
         return ok({"uuid": handle, "scores": await rendered(services.cpu, records, scored)})
 
     @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
@@ -384,9 +368,7 @@ class UpstashController(Controller):
         records = await services.sessions.next(
             data.uuid, data.additional_k, owner_of(presented_key(request.scope)), index_name
         )
-        scored = partial(
-            render.score_object, distance=collection.config.vectors[DEFAULT_VECTOR].distance
-        )
+        scored = partial(session_score, distance=session_scale(collection))
         return ok(await rendered(services.cpu, records, scored))
 
     @post("/resumable-query-end", status_code=200, opt=READ_ONLY)

@@ -44,8 +44,9 @@ class ResumableEnd(Body):
 
 
 class CreateIndex(Body):
-    dimension: int
-    similarity_function: str = "COSINE"
+    dimension: int | None = None
+    similarity_function: str | None = None
+    index_type: str = "DENSE"
 
 
 class Include(Body):
