@@ -77,10 +77,12 @@ class SparseVector:
     values: np.ndarray
 
     @classmethod
-    def parse(cls, indices: Any, values: Any) -> SparseVector:
+    def parse(cls, indices: Any, values: Any, *, merge_repeats: bool = False) -> SparseVector:
         """Check a sparse vector as sent (any index order) and sort it; ValueError says why.
 
-        Qdrant sorts indices itself and refuses repeated ones; both dialects do the same.
+        Qdrant sorts indices itself and refuses repeated ones. With `merge_repeats` (the
+        Upstash dialect: its SDK's own tests send `[3, 3]`) a repeated index holds the sum
+        of its values, as the sparse vector those pairs spell.
         """
         if not isinstance(indices, Sequence) or not isinstance(values, Sequence):
             raise ValueError("indices and values must be lists")
@@ -99,10 +101,13 @@ class SparseVector:
         if not np.isfinite(vals).all() or (np.abs(vals) > np.finfo(np.float32).max).any():
             raise ValueError("values must be finite 32-bit floats (no NaN or inf)")
         order = np.argsort(dims, kind="stable")
-        dims = dims[order]
+        dims, vals = dims[order], vals[order]
         if len(dims) > 1 and (dims[1:] == dims[:-1]).any():
-            raise ValueError("indices must be unique")
-        return cls(dims.astype(np.uint32), vals[order].astype(np.float32))
+            if not merge_repeats:
+                raise ValueError("indices must be unique")
+            dims, positions = np.unique(dims, return_inverse=True)
+            vals = np.bincount(positions, vals, len(dims))
+        return cls(dims.astype(np.uint32), vals.astype(np.float32))
 
     def tobytes(self) -> bytes:
         """How PostgreSQL stores it (like a dense vector's `tobytes`): the indices as

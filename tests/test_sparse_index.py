@@ -332,6 +332,37 @@ def test_many_ties_keep_insertion_order() -> None:
         assert [pid for pid, _ in index.search([3], [1.0], k)] == want[:k]
 
 
+def test_live_rows_list_every_live_point() -> None:
+    """Empty vectors included (they are stored), retired rows not; ascending int64."""
+    index = SparseIndex()
+    assert index.live_rows().tolist() == []
+    index.upsert_many([("a", [1], [1.0], 1), ("b", [], [], 2), ("c", [2], [1.0], 3)])
+    index.upsert("a", [3], [1.0], 4)  # replaced: a new row 3, row 0 retired
+    index.delete("c")
+    rows = index.live_rows()
+    assert rows.dtype == np.int64 and rows.tolist() == [1, 3]
+    assert index.point_ids(rows) == ["b", "a"]
+    index.delete_many(["a", "b"])
+    assert index.live_rows().tolist() == []
+
+
+def test_precise_query_weights_are_not_rounded() -> None:
+    """`precise` takes float64 weights as given (IDF still applies); by default a query's
+    values are float32 like stored ones."""
+    index = SparseIndex()
+    index.upsert("a", [1, 2], [1.0, 1.0], 1)
+    index.upsert("b", [2], [1.0], 2)
+    weights = np.array([0.1, 0.2])  # not float32-exact
+    rows, scores = index.scores([1, 2], weights, precise=True)
+    assert rows.tolist() == [0, 1] and scores.tolist() == [0.1 + 0.2, 0.2]
+    rounded = [float(np.float32(0.1)) + float(np.float32(0.2)), float(np.float32(0.2))]
+    assert index.scores([1, 2], weights)[1].tolist() == rounded
+    idf = index.idf([1, 2])
+    _, scores = index.scores([1, 2], weights, precise=True, idf=True)
+    assert scores.tolist() == [0.1 * idf[0] + 0.2 * idf[1], 0.2 * idf[1]]
+    assert weights.tolist() == [0.1, 0.2]  # the caller's array is left as it was
+
+
 def test_idf_on_a_hand_computed_example() -> None:
     index = SparseIndex()
     index.upsert(1, [7, 9], [1.0, 1.0], 1)

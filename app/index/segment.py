@@ -228,6 +228,22 @@ class Segment:
             rows, plan = self._nearest_rows(query, k, ef, exact, indexed_only, allowed)
             return self._finish(query, rows, k, score_threshold, plan)
 
+    def ranking(self, query: np.ndarray) -> tuple[list[PointId], np.ndarray, np.ndarray]:
+        """Every live point best first by exact score, ties to the older write: (ids,
+        scores, write seqs). What a resumable fused query ranks, once per engine."""
+        query = scoring.prepare(query, self.distance)
+        with self._lock.reading():
+            rows = np.flatnonzero(self._alive[: self._count])
+            scores = scoring.over_rows(
+                lambda matrix: scoring.exact_scores(matrix, query, self.distance),
+                self._vectors,
+                rows,
+            )
+            seqs = self._seqs[rows]
+        best = scoring.order(scores, seqs, self.distance)
+        rows = rows[best]
+        return [self._ids[r] for r in rows.tolist()], scores[best], seqs[best]
+
     def recommend(
         self,
         scorer: RecoScorer,

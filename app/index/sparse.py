@@ -298,6 +298,11 @@ class SparseIndex:
         ids = self._ids
         return [ids[row] for row in np.asarray(rows).tolist()]
 
+    def live_rows(self) -> np.ndarray:
+        """Every live row, ascending (int64): the points a scan of the whole index scores."""
+        with self._lock.reading():
+            return np.flatnonzero(self._alive[: self._count]).astype(np.int64)
+
     def rows_of(self, point_ids: Collection[PointId]) -> np.ndarray:
         """Sorted rows of the live points among `point_ids` (a filter's matches)."""
         with self._lock.reading():
@@ -332,6 +337,7 @@ class SparseIndex:
         allowed: Allowed | None = None,
         idf: bool = False,
         total_points: int | None = None,
+        precise: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every live vector sharing a dimension with the query: (rows ascending, int64;
         float64 scores). Costs in proportion to the query's postings, not the index size
@@ -340,10 +346,13 @@ class SparseIndex:
         `allowed` keeps some of them: a callable mapping rows to a boolean mask (like the
         dense segments' session filters), an array of allowed rows (from `rows_of`), or a
         collection of point ids (checked per candidate, the slowest form).
+
+        The query's values are float32 like stored ones; `precise` takes them as float64
+        weights as given (a computed query, such as recommend's average of examples).
         """
         dims, query = checked(indices, values)
         with self._lock.reading():
-            weights = query.astype(np.float64)
+            weights = np.array(values, dtype=np.float64) if precise else query.astype(np.float64)
             if idf:
                 weights *= self._idf(dims.astype(np.int64), total_points)
             rows, sums = self._accumulate(dims, weights)

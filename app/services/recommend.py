@@ -19,7 +19,7 @@ import numpy as np
 from app.errors import BadRequest, NotFound
 from app.index.recommend import RecoScorer, Strategy
 from app.index.registry import IndexRegistry
-from app.models import Collection, PointId
+from app.models import Collection, PointId, SparseVector
 from app.services.catalog import Catalog
 from app.services.points import canonical_id, check_vector
 
@@ -101,7 +101,7 @@ def resolve(
     exclude: set[PointId] = set()
 
     def vector_of(example: Any) -> np.ndarray:
-        if isinstance(example, list):
+        if isinstance(example, list | SparseVector):  # a sparse one: the conversion error
             return check_vector(collection, using, example).astype(np.float64)
         point_id = canonical_id(example, source)
         if source.id == collection.id:

@@ -21,7 +21,7 @@ from app.index.fusion import QDRANT_RRF_K, Scored, qdrant_dbsf, qdrant_rrf
 from app.index.recommend import RecoScorer, Strategy
 from app.index.segment import SearchHits, Segment
 from app.models import Collection, PointId, SparseVector
-from app.services import recommend, sparse_search
+from app.services import recommend, sparse_recommend, sparse_search
 from app.services.counters import Counters
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.planner import Candidates, FilterPlanner
@@ -86,7 +86,7 @@ class Fusion:
     k: int = QDRANT_RRF_K
     weights: tuple[float, ...] | None = None
 
-    def fuse(self, lists: Sequence[Sequence[Scored]], limit: int) -> list[Scored]:
+    def fuse(self, lists: Sequence[Sequence[Scored]], limit: int | None) -> list[Scored]:
         if self.method == "dbsf":
             return qdrant_dbsf(lists, limit)
         return qdrant_rrf(lists, self.k, self.weights, limit)
@@ -189,7 +189,8 @@ class SearchService:
         k: int,
         among: Collection_[PointId] | None,
     ) -> SearchHits:
-        """Exact sparse search: every point sharing a dimension with the query is scored."""
+        """Exact sparse search: every point sharing a dimension with the query is scored
+        (by a recommend query with `best_score` or `sum_scores`: every point)."""
         query, exclude = self._sparse_query(collection, namespace_id, request)
         index = self.registry.get_sparse(namespace_id, request.using)
         if index is None:
@@ -197,9 +198,10 @@ class SearchService:
         idf = request.idf
         if idf is None:
             idf = collection.config.sparse_vectors[request.using].idf
+        recommending = isinstance(query, sparse_recommend.Examples)
         candidates = await self.cpu.run(
             functools.partial(
-                sparse_search.ranked,
+                sparse_recommend.ranked if recommending else sparse_search.ranked,
                 index,
                 query,
                 idf=idf,
@@ -216,10 +218,19 @@ class SearchService:
 
     def _sparse_query(
         self, collection: Collection, namespace_id: int, request: SearchRequest
-    ) -> tuple[SparseVector, frozenset[PointId]]:
-        """The sparse query vector of a request and the ids left out of its results."""
+    ) -> tuple[SparseVector | sparse_recommend.Examples, frozenset[PointId]]:
+        """The sparse query vector (or resolved recommend examples) of a request and the ids
+        left out of its results."""
         if request.recommend is not None:
-            raise BadRequest("Wrong input: recommend queries on sparse vectors are not supported")
+            examples = sparse_recommend.resolve(
+                self.catalog,
+                self.registry,
+                collection,
+                namespace_id,
+                request.using,
+                request.recommend,
+            )
+            return examples, examples.exclude
         if request.point_id is not None:
             point_id = canonical_id(request.point_id, collection)
             index = self.registry.get_sparse(namespace_id, request.using)
@@ -306,6 +317,52 @@ class SearchService:
         if request.is_listing:
             raise BadRequest("Wrong input: resumable queries take a query vector")
         return self.target(self.catalog.get(name), request)
+
+    def session_vectors(
+        self, name: str, request: SearchRequest, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """What a sparse or hybrid resumable session follows (SessionSpec fields: `vector`,
+        `vector_name`, `sparse`, `fusion`), or None for a dense request. A hybrid request is
+        a fusion of a dense and a sparse nearest query (prefetches without prefetches of
+        their own); a sparse query's IDF weights are applied now, so the order the session
+        follows is the one of its start."""
+        collection = self.catalog.get(name)
+        parts = request.prefetch if request.fusion is not None else (request,)
+        if not any(collection.config.is_sparse(part.using) for part in parts):
+            return None
+        if len(parts) > 2 or len({collection.config.is_sparse(p.using) for p in parts}) < len(
+            parts
+        ):
+            raise BadRequest("resumable hybrid queries fuse one dense and one sparse nearest query")
+        found: dict[str, Any] = {"vector": [], "vector_name": "", "sparse": None}
+        namespace_id = self.points._namespace(collection, namespace)
+        for part in parts:
+            if part.prefetch or part.recommend is not None or part.point_id is not None:
+                raise BadRequest("resumable sparse and hybrid queries take query vectors")
+            if part is not request and part.filter is not None:
+                raise BadRequest("a resumable hybrid query takes one filter, at the top level")
+            if collection.config.is_sparse(part.using):
+                found["sparse"] = self._frozen_sparse(collection, namespace_id, part)
+            else:
+                found["vector"] = check_vector(collection, part.using, part.vector).tolist()
+                found["vector_name"] = part.using
+        fusion = request.fusion
+        if fusion is not None:
+            weights = None if fusion.weights is None else list(fusion.weights)
+            found["fusion"] = {"method": fusion.method, "k": fusion.k, "weights": weights}
+        return found
+
+    def _frozen_sparse(
+        self, collection: Collection, namespace_id: int, request: SearchRequest
+    ) -> dict[str, Any]:
+        query, _ = self._sparse_query(collection, namespace_id, request)
+        idf = request.idf
+        if idf is None:
+            idf = collection.config.sparse_vectors[request.using].idf
+        values = query.values.astype(np.float64)
+        if idf:
+            values *= self.registry.ensure_sparse(namespace_id, request.using).idf(query.indices)
+        return {"name": request.using, "indices": query.indices.tolist(), "values": values.tolist()}
 
     async def _filtered_hits(
         self, namespace_id: int, segment: Segment, target: Target, k: int, request: SearchRequest

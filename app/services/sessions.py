@@ -35,16 +35,20 @@ from app.db import repository
 from app.db import sessions as rows
 from app.db.database import Database
 from app.errors import BadRequest, NotFound, TooManyRequests
+from app.index import resumable_ranked as ranked_engine
 from app.index.registry import IndexRegistry
 from app.index.resumable import ResumableQuery, StateError, StateMismatch
+from app.index.resumable_ranked import RankedQuery
 from app.index.segment import Segment
-from app.models import Collection, PointId
+from app.models import Collection, PointId, SparseVector
+from app.services import sparse_search
 from app.services.catalog import Catalog
 from app.services.counters import Counters
 from app.services.cpu import CpuPool
 from app.services.filtering import FilterGate, no_gate
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import Record, check_vector, parse_point_id
+from app.services.search import Fusion
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,21 @@ class SessionSpec:
     include_data: bool = False
     hnsw_ef: int | None = None
     dialect: str = "qdrant"
+    # Sparse and hybrid sessions: the sparse query (`name`, `indices`, `values`, any IDF
+    # weighting applied at start, so the order stays that of the start) and, with a dense
+    # `vector` too, the fusion of the two rankings (`method`, `k`, `weights`).
+    sparse: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the session runs on a `RankedQuery` (sparse or fused) engine."""
+        return self.sparse is not None
 
     def frozen(self) -> dict[str, Any]:
         return {
+            "sparse": self.sparse,
+            "fusion": self.fusion,
             "vector": self.vector,
             "filter": self.filter,
             "filter_language": self.filter_language,
@@ -101,12 +117,14 @@ class SessionSpec:
             include_data=request["include_data"],
             hnsw_ef=request["hnsw_ef"],
             dialect=row.dialect,
+            sparse=request.get("sparse"),
+            fusion=request.get("fusion"),
         )
 
 
 @dataclass(slots=True)
 class LiveQuery:
-    engine: ResumableQuery
+    engine: ResumableQuery | RankedQuery
     gate: FilterGate
     emitted: int  # pages' results this engine has produced: valid while equal to the row's
 
@@ -182,15 +200,13 @@ class SessionService:
         namespace_id = collection.namespaces.get(spec.namespace)
         if namespace_id is None:
             raise NotFound(f"Namespace {spec.namespace} does not exist")
-        query = check_vector(collection, spec.vector_name, spec.vector)
-        segment = self._segment(collection, namespace_id, spec.vector_name)
         now = datetime.now(UTC)
         session_id = uuid.uuid4()
         async with self.db.begin() as conn:
             await self._refuse_if_full(conn, now, owner)  # spares the page of a start refused
-            start_seq = segment.max_seq()
+            start_seq = self._start_seq(collection, namespace_id, spec)
             gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
-            live = await self.cpu.run(self._open, segment, query, gate, start_seq, spec, b"")
+            live = await self._opened(collection, namespace_id, spec, gate, start_seq, b"", b"")
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
             state = await self.cpu.run(live.engine.state)
             await rows.lock_starts(conn)
@@ -219,6 +235,70 @@ class SessionService:
         self.counters.add(MODES, live.engine.mode)
         self._remember(session_id, live)
         return str(session_id), records
+
+    def _start_seq(self, collection: Collection, namespace_id: int, spec: SessionSpec) -> int:
+        """The newest write a session started now may return (later ones may not appear)."""
+        newest = 0
+        if spec.vector:
+            newest = self._segment(collection, namespace_id, spec.vector_name).max_seq()
+        if spec.sparse is not None:
+            index = self.registry.ensure_sparse(namespace_id, spec.sparse["name"])
+            newest = max(newest, index.max_seq())
+        return newest
+
+    async def _opened(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        spec: SessionSpec,
+        gate: FilterGate,
+        start_seq: int,
+        state: bytes,
+        emitted_seqs: bytes,
+    ) -> LiveQuery:
+        """The session's engine (in the CPU pool): ranked for sparse and hybrid sessions,
+        else the dense engine resumed from `state` where it applies."""
+        if spec.ranked:
+            returned = decode_seqs(emitted_seqs) if emitted_seqs else np.zeros(0, np.int64)
+            return await self.cpu.run(
+                self._open_ranked, collection, namespace_id, spec, gate, start_seq, returned
+            )
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+        query = check_vector(collection, spec.vector_name, spec.vector)
+        return await self.cpu.run(
+            self._open, segment, query, gate, start_seq, spec, state, emitted_seqs
+        )
+
+    def _open_ranked(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        spec: SessionSpec,
+        gate: FilterGate,
+        start_seq: int,
+        returned: np.ndarray,
+    ) -> LiveQuery:
+        """Rank every candidate written by the start and matching the filter: the dense
+        vector's exact ranking and the sparse query's, fused when there are both."""
+        parts = []
+        if spec.vector:
+            segment = self._segment(collection, namespace_id, spec.vector_name)
+            query = check_vector(collection, spec.vector_name, spec.vector)
+            parts.append(_kept(*segment.ranking(query), start_seq, gate))
+        if spec.sparse is not None:
+            index = self.registry.ensure_sparse(namespace_id, spec.sparse["name"])
+            weights = np.asarray(spec.sparse["values"], dtype=np.float64)
+            query = SparseVector.parse(spec.sparse["indices"], weights.tolist())
+            found = sparse_search.ranked(index, query, idf=False, limit=None, weights=weights)
+            scores, seqs = np.asarray(found.scores), np.asarray(found.seqs, dtype=np.int64)
+            parts.append(_kept(found.ids, scores, seqs, start_seq, gate))
+        if len(parts) == 1:
+            ranking = ranked_engine.single(*parts[0])
+        else:
+            fusion = Fusion(**spec.fusion) if spec.fusion else Fusion()
+            singles = [ranked_engine.single(*part) for part in parts]
+            ranking = ranked_engine.fused(singles, lambda lists: fusion.fuse(lists, None))
+        return LiveQuery(RankedQuery(ranking, returned), gate, 0)
 
     async def _refuse_if_full(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
         """A 429 when the caps are reached. Exact only under `rows.lock_starts`, which a start
@@ -300,11 +380,9 @@ class SessionService:
         cached = self._live.get(key)
         if cached is not None and cached.emitted == row.emitted:
             return cached
-        segment = self._segment(collection, row.namespace_id, row.vector_name)
-        query = check_vector(collection, row.vector_name, spec.vector)
         gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
-        live = await self.cpu.run(
-            self._open, segment, query, gate, row.start_seq, spec, row.state, row.emitted_seqs
+        live = await self._opened(
+            collection, row.namespace_id, spec, gate, row.start_seq, row.state, row.emitted_seqs
         )
         live.emitted = row.emitted
         return live
@@ -355,7 +433,7 @@ class SessionService:
     ) -> tuple[list[Record], np.ndarray]:
         """k results that exist in PostgreSQL and match the filter right now, with the
         payloads and vectors the session asked for; also every seq consumed."""
-        segment = self._segment(collection, namespace_id, spec.vector_name)
+        seqs_of = self._seqs_of(collection, namespace_id, spec, live)
         records: list[Record] = []
         consumed: list[int] = []
         while len(records) < k:
@@ -363,11 +441,25 @@ class SessionService:
             if not hits:
                 break
             live.emitted += len(hits)
-            consumed.extend(seq for pid, _ in hits if (seq := segment.seq_of(pid)) is not None)
+            consumed.extend(seq for pid, _ in hits for seq in seqs_of(pid))
             records.extend(
                 await self._records(conn, collection, namespace_id, spec, live.gate, hits)
             )
         return records, np.asarray(consumed, dtype=np.int64)
+
+    def _seqs_of(
+        self, collection: Collection, namespace_id: int, spec: SessionSpec, live: LiveQuery
+    ) -> Callable[[PointId], tuple[int, ...]]:
+        """The write seqs the row records for a returned point."""
+        if isinstance(live.engine, RankedQuery):
+            return live.engine.seqs_of
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+
+        def seqs_of(point_id: PointId) -> tuple[int, ...]:
+            seq = segment.seq_of(point_id)
+            return () if seq is None else (seq,)
+
+        return seqs_of
 
     async def _records(
         self,
@@ -386,7 +478,7 @@ class SessionService:
         stored = await repository.select_points(
             conn, namespace_id, texts, with_vectors=with_vectors
         )
-        segment = self._segment(collection, namespace_id, spec.vector_name)
+        segment = None if spec.ranked else self._segment(collection, namespace_id, spec.vector_name)
         out = []
         for (pid, score), text in zip(hits, texts, strict=True):
             point = stored.get(text)
@@ -396,11 +488,22 @@ class SessionService:
             if spec.dialect == "upstash" and spec.payload.enabled:
                 payload = point.payload  # Upstash leaves absent metadata out, not {}
             record = Record(point.id, point.seq, payload, score=score)
+            record.extra["ranked"] = spec.ranked  # sparse or fused: a score not normalised
             if raw:
                 record.extra["raw_vector"] = point.vectors.get(spec.vector_name)
-            elif spec.vectors.enabled:
+                if spec.sparse is not None:
+                    record.extra["raw_sparse"] = point.vectors.get(spec.sparse["name"])
+            elif spec.vectors.enabled and segment is not None:
                 vector = segment.vector(pid)
                 record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
+            elif spec.vectors.enabled:
+                record.vectors = {
+                    name: SparseVector.frombytes(raw).as_wire()
+                    if collection.config.is_sparse(name)
+                    else np.frombuffer(raw, dtype=np.float32).tolist()
+                    for name, raw in point.vectors.items()
+                    if spec.vectors.wants(name)
+                }
             if spec.include_data:
                 record.extra["data"] = point.data
             out.append(record)
@@ -454,6 +557,17 @@ def _allowing(
         return ok
 
     return allow
+
+
+def _kept(
+    ids: list[PointId], scores: np.ndarray, seqs: np.ndarray, start_seq: int, gate: FilterGate
+) -> tuple[list[PointId], np.ndarray, np.ndarray]:
+    """The part of a ranking a session may return: written by its start, matching."""
+    keep = seqs <= start_seq
+    if gate.matching is not None:
+        keep &= np.fromiter((pid in gate.matching for pid in ids), bool, len(ids))
+    positions = np.flatnonzero(keep)
+    return [ids[i] for i in positions.tolist()], scores[positions], seqs[positions]
 
 
 def _check_page(k: int) -> None:

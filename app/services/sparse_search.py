@@ -43,10 +43,31 @@ def ranked(
     score_threshold: float | None = None,
     among: Collection[PointId] | None = None,
     exclude: Collection[PointId] = (),
+    weights: np.ndarray | None = None,
 ) -> Ranked:
     """The best `limit` points (None: all that share a dimension with the query) scoring
-    above `score_threshold` (strict, as Qdrant), among `among` if given, less `exclude`."""
-    rows, scores = index.scores(query.indices, query.values, idf=idf, allowed=among)
+    above `score_threshold` (strict, as Qdrant), among `among` if given, less `exclude`.
+
+    `weights` (float64, one per query index) replace the query's float32 values: a
+    session's query with the IDF weighting of its start, which plain queries compute in
+    float64 too."""
+    values = query.values if weights is None else weights
+    rows, scores = index.scores(
+        query.indices, values, idf=idf, allowed=among, precise=weights is not None
+    )
+    return best(index, rows, scores, limit, score_threshold, exclude)
+
+
+def best(
+    index: SparseIndex,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    limit: int | None,
+    score_threshold: float | None,
+    exclude: Collection[PointId],
+) -> Ranked:
+    """The best `limit` of scored rows (None: all) above `score_threshold`, less
+    `exclude`, as ranked points."""
     keep = np.ones(len(rows), dtype=bool)
     if score_threshold is not None:
         keep &= scores > score_threshold

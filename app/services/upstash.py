@@ -120,7 +120,7 @@ def parse_sparse(raw: Any, where: str = "sparseVector") -> SparseVector:
     if not isinstance(raw, dict) or set(raw) != {"indices", "values"}:
         raise BadRequest(f'{where} must be {{"indices": [int], "values": [float]}}')
     try:
-        return SparseVector.parse(raw["indices"], raw["values"])
+        return SparseVector.parse(raw["indices"], raw["values"], merge_repeats=True)
     except ValueError as exc:
         raise BadRequest(f"Invalid {where}: {exc}") from None
 

@@ -508,19 +508,8 @@ class ResumableController(Controller):
     ) -> Response:
         collection = services.collections.get(collection_name)
         search = parse.query_request(data)
-        target = services.search.resumable_target(collection_name, search)
-        assert target.vector is not None
-        spec = SessionSpec(
-            collection=collection.name,
-            namespace="",
-            vector=target.vector.tolist(),
-            vector_name=search.using,
-            filter=parse.excluding(data.filter, target.exclude),
-            payload=search.payload,
-            vectors=search.vectors,
-            hnsw_ef=search.hnsw_ef,
-        )
         try:
+            spec = self._spec(services, collection.name, search, data)
             handle, records = await services.sessions.start(
                 spec, data.limit, data.max_idle, owner_of(presented_key(request.scope))
             )
@@ -530,6 +519,31 @@ class ResumableController(Controller):
         scored = partial(render.scored_point, named=collection.config.named)
         points = await rendered(services.cpu, records, scored)
         return qdrant_ok(request, {"id": handle, "points": points})
+
+    @staticmethod
+    def _spec(
+        services: Services, name: str, search: SearchRequest, data: schemas.ResumableQuery
+    ) -> SessionSpec:
+        """The session a query follows: its dense query vector (a recommend query's
+        average), or its sparse query, or a fusion of a dense and a sparse one."""
+        common = {
+            "collection": name,
+            "namespace": "",
+            "payload": search.payload,
+            "vectors": search.vectors,
+            "hnsw_ef": search.hnsw_ef,
+        }
+        vectors = services.search.session_vectors(name, search)
+        if vectors is not None:
+            return SessionSpec(**common, **vectors, filter=data.filter)
+        target = services.search.resumable_target(name, search)
+        assert target.vector is not None
+        return SessionSpec(
+            **common,
+            vector=target.vector.tolist(),
+            vector_name=search.using,
+            filter=parse.excluding(data.filter, target.exclude),
+        )
 
     @post("/{session_id:str}/next", status_code=200, opt=READ_ONLY)
     async def next_page(

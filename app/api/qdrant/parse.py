@@ -368,15 +368,21 @@ def _check_prefetched(request: SearchRequest, where: str) -> None:
 
 
 def _examples(raw: Any, where: str) -> tuple[Any, ...]:
-    """Recommend examples: each a raw vector (a list) or a point id."""
+    """Recommend examples: each a raw dense vector (a list), a sparse vector (`{"indices",
+    "values"}`, as a `SparseVector`) or a point id."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise BadRequest(f"Wrong input: {where} must be a list of point ids or vectors")
+    examples = []
     for position, example in enumerate(raw):
+        if _is_sparse(example):
+            examples.append(sparse_vector(example, f"{where}[{position}]"))
+            continue
         if isinstance(example, bool) or not isinstance(example, int | str | list):
             raise BadRequest(f"Wrong input: {where}[{position}] must be a point id or a vector")
-    return tuple(raw)
+        examples.append(example)
+    return tuple(examples)
 
 
 _STRATEGIES = {s.value: s for s in Strategy}

@@ -32,7 +32,6 @@ from app.services.upstash import (
     QuerySpec,
     UpdateSpec,
     UpstashService,
-    check_dimension,
     index_config,
     index_type,
     point_vectors,
@@ -109,7 +108,7 @@ def session_scale(collection: Collection) -> Distance | None:
 
 def session_score(record: Record, distance: Distance | None) -> dict[str, Any]:
     """A resumable query's page entry: its raw score made Upstash's, then rendered."""
-    record.score = score(record.score or 0.0, distance)
+    record.score = score(record.score or 0.0, None if record.extra.get("ranked") else distance)
     return render.score_object(record)
 
 
@@ -334,11 +333,14 @@ class UpstashController(Controller):
         if namespace not in collection.namespaces:
             return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
         query = query_spec(data)
-        check_dimension(collection, query.vector)
+        search = upstash.search_request(collection, query)
+        vectors = services.search.session_vectors(index_name, search, namespace) or {
+            "vector": list(query.vector or ())
+        }
         spec = SessionSpec(
             collection=index_name,
             namespace=namespace,
-            vector=list(query.vector),
+            **vectors,
             filter=query.filter or None,
             filter_language="upstash",
             payload=PayloadSelector(enabled=query.include_metadata),
