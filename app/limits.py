@@ -22,6 +22,7 @@ class Limits:
     name_bytes: int = 255  # collection, alias, namespace and payload-field names
     id_bytes: int = 1024  # a string point id (Upstash ids)
     result_points: int = 10_000  # points one page of a search, scroll or query may return
+    sparse_values: int = 65_536  # non-zero entries of one sparse vector
 
 
 _active = Limits()
@@ -58,6 +59,14 @@ def check_result_size(what: str, count: int) -> None:
         raise BadRequest(
             f"Wrong input: {what} {count} is above the limit of {_active.result_points} "
             "points per request (WAYPOINT_MAX_RESULT_POINTS); page through larger results"
+        )
+
+
+def check_sparse_size(count: int) -> None:
+    if count > _active.sparse_values:
+        raise BadRequest(
+            f"Wrong input: a sparse vector has {count} entries, more than "
+            f"{_active.sparse_values} (WAYPOINT_MAX_SPARSE_VALUES)"
         )
 
 

@@ -81,6 +81,7 @@ def _limits_from_env() -> Limits:
         name_bytes=_int("WAYPOINT_MAX_NAME_BYTES", default.name_bytes),
         id_bytes=_int("WAYPOINT_MAX_ID_BYTES", default.id_bytes),
         result_points=_int("WAYPOINT_MAX_RESULT_POINTS", default.result_points),
+        sparse_values=_int("WAYPOINT_MAX_SPARSE_VALUES", default.sparse_values),
     )
 
 

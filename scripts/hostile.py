@@ -85,6 +85,7 @@ def cases() -> list[Case]:
     pts = f"/collections/{Q}/points"
     up = f"/upstash/{U}"
     long_name = "n" * 3000
+    huge = list(range(1_000_000))
     return [
         # 1. filters whose compilation used to block the event loop
         Case(
@@ -376,6 +377,49 @@ def cases() -> list[Case]:
             {"limit": 10_000, "with_vector": True, "with_payload": True},
             expect=(200,),
         ),
+        # 8. sparse vectors and hybrid queries
+        Case(
+            "qdrant sparse upsert 1M entries",
+            "PUT",
+            f"{pts}?wait=true",
+            {"points": [{"id": 1, "vector": {"t": {"indices": huge, "values": [1] * len(huge)}}}]},
+        ),
+        Case(
+            "qdrant sparse query 1M entries",
+            "POST",
+            f"{pts}/query",
+            {"query": {"indices": huge, "values": [1.0] * len(huge)}, "using": "t"},
+        ),
+        Case(
+            "qdrant sparse null value",
+            "PUT",
+            f"{pts}?wait=true",
+            {"points": [{"id": 1, "vector": {"t": {"indices": [1], "values": [None]}}}]},
+        ),
+        Case(
+            "qdrant 1000 prefetches",
+            "POST",
+            f"{pts}/query",
+            {
+                "prefetch": [{"query": {"indices": [1], "values": [1.0]}, "using": "t"}] * 1000,
+                "query": {"fusion": "rrf"},
+            },
+        ),
+        Case(
+            "qdrant prefetch limit 10^9",
+            "POST",
+            f"{pts}/query",
+            {
+                "prefetch": [{"query": [1.0, 0.0], "limit": 10**9}],
+                "query": {"fusion": "dbsf"},
+            },
+        ),
+        Case(
+            "upstash sparse vector on a dense index",
+            "POST",
+            f"{up}/upsert",
+            [{"id": "s", "vector": [0.1, 0.2], "sparseVector": {"indices": [1], "values": [1]}}],
+        ),
     ]
 
 
@@ -427,7 +471,15 @@ def prepare(http: httpx.Client) -> None:
     http.delete(f"/collections/{Q}")
     http.post(f"/upstash/{U}/reset/all")
     http.request("DELETE", f"/upstash/{U}")
-    must(http.put(f"/collections/{Q}", json={"vectors": {"size": 2, "distance": "Cosine"}}))
+    must(
+        http.put(
+            f"/collections/{Q}",
+            json={
+                "vectors": {"size": 2, "distance": "Cosine"},
+                "sparse_vectors": {"t": {"modifier": "idf"}},
+            },
+        )
+    )
     must(
         http.put(
             f"/collections/{Q}/points?wait=true",

@@ -958,3 +958,22 @@ def test_a_sparse_example_for_a_dense_vector_is_a_conversion_error(server) -> No
     )
     assert response.status_code == 400
     assert "Conversion between sparse and regular vectors failed" in response.text
+
+
+def test_a_sparse_vector_past_the_entries_limit_is_refused(server) -> None:
+    """`WAYPOINT_MAX_SPARSE_VALUES` (65,536): one vector longer than that is a 400 that
+    names the limit, in both dialects, before its entries are checked one by one."""
+    url = server.url
+    httpx.put(f"{url}/collections/sp_limit", json={"sparse_vectors": {"t": {}}}).raise_for_status()
+    long = {"indices": list(range(65_537)), "values": [1.0] * 65_537}
+    response = httpx.post(
+        f"{url}/collections/sp_limit/points/query", json={"query": long, "using": "t"}
+    )
+    assert response.status_code == 400
+    assert "WAYPOINT_MAX_SPARSE_VALUES" in response.text
+    fits = {"indices": list(range(65_536)), "values": [1.0] * 65_536}
+    stored = httpx.put(
+        f"{url}/collections/sp_limit/points?wait=true",
+        json={"points": [{"id": 1, "vector": {"t": fits}}]},
+    )
+    assert stored.status_code == 200

@@ -119,6 +119,8 @@ def parse_sparse(raw: Any, where: str = "sparseVector") -> SparseVector:
     """`{"indices": [int], "values": [float]}` checked (and sorted by index)."""
     if not isinstance(raw, dict) or set(raw) != {"indices", "values"}:
         raise BadRequest(f'{where} must be {{"indices": [int], "values": [float]}}')
+    if isinstance(raw["indices"], list):
+        limits.check_sparse_size(len(raw["indices"]))
     try:
         return SparseVector.parse(raw["indices"], raw["values"], merge_repeats=True)
     except ValueError as exc:

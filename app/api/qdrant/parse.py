@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from app import limits
 from app.api.qdrant import schemas
 from app.errors import BadRequest, ValidationFailed
 from app.filters.semantics import is_integer
@@ -202,6 +203,8 @@ def sparse_vector(raw: Any, where: str) -> SparseVector:
             f"Validation error in JSON body: [{where}: a sparse vector is "
             '{"indices": [...], "values": [...]}]'
         )
+    if isinstance(raw["indices"], list):
+        limits.check_sparse_size(len(raw["indices"]))
     try:
         return SparseVector.parse(raw["indices"], raw["values"])
     except ValueError as exc:
