@@ -15,7 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app.index import resumable, resumable_segment
+from app.index import fusion, resumable, resumable_segment
+from app.index import resumable_ranked as ranked
 from app.index.resumable import ResumableQuery, StateError, StateMismatch
 from app.index.resumable_scoring import Scorer
 from app.index.resumable_state import Mode, QueryState, dumps, loads
@@ -512,3 +513,27 @@ def test_keys_do_not_depend_on_the_batch_and_fast_keys_stay_in_bounds(distance) 
         np.testing.assert_array_equal(scorer.keys(data[rows], sq_norms[rows]), keys[rows])
         np.testing.assert_array_equal(scorer.fast_keys(data[rows], sq_norms[rows]), fast[rows])
     assert np.abs(fast - keys).max() <= scorer.fast_key_error(sq_norms)
+
+
+@pytest.mark.parametrize("method", ["rrf", "dbsf"])
+@pytest.mark.parametrize("kind", ["numbers", "strings", "mixed", "numeric strings"])
+def test_fused_rankings_are_the_fusion_module_s_exactly(method: str, kind: str) -> None:
+    """`resumable_ranked.fused` (numpy) gives the ids, order and score bits of
+    `app.index.fusion` (Python), whatever the ids are: "01" and "1" stay two points."""
+    rng = np.random.default_rng(7)
+    pool = {
+        "numbers": list(range(300)),
+        "strings": [f"id{i}" for i in range(300)],
+        "mixed": [*range(150), *(str(uuid.UUID(int=i)) for i in range(150))],
+        "numeric strings": [*(str(i) for i in range(150)), *(f"0{i}" for i in range(150))],
+    }[kind]
+    lists = []
+    for size in (200, 120):
+        ids = [pool[i] for i in rng.choice(len(pool), size, replace=False)]
+        scores = np.round(rng.random(size), 2)  # ties within a list too
+        lists.append(ranked.single(ids, scores, rng.permutation(size).astype(np.int64)))
+    got = ranked.fused(lists, method, 2, None)
+    as_lists = [list(zip(r.ids.tolist(), r.scores.tolist(), strict=True)) for r in lists]
+    want = fusion.qdrant_dbsf(as_lists) if method == "dbsf" else fusion.qdrant_rrf(as_lists)
+    assert got.ids.tolist() == [pid for pid, _ in want]
+    assert got.scores.tolist() == [score for _, score in want]

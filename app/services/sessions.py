@@ -297,7 +297,7 @@ class SessionService:
         else:
             fusion = Fusion(**spec.fusion) if spec.fusion else Fusion()
             singles = [ranked_engine.single(*part) for part in parts]
-            ranking = ranked_engine.fused(singles, lambda lists: fusion.fuse(lists, None))
+            ranking = ranked_engine.fused(singles, fusion.method, fusion.k, fusion.weights)
         return LiveQuery(RankedQuery(ranking, returned), gate, 0)
 
     async def _refuse_if_full(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
