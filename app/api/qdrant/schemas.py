@@ -94,31 +94,25 @@ class SearchParams(Body):
     acorn: Any = None
 
 
-class QueryPoints(Body):
+class Prefetch(Body):
+    """One level of a universal query: what a `prefetch` entry and the query itself share."""
+
+    prefetch: Any = None
     query: Any = None
     using: str | None = None
     filter: dict[str, Any] | None = None
     params: SearchParams | None = None
     score_threshold: float | None = None
     limit: int = 10
+    lookup_from: Any = None
+
+
+class QueryPoints(Prefetch):
     offset: int = 0
     with_payload: Any = False
     with_vector: Any = False
     with_vectors: Any = None
-    prefetch: Any = None
-    lookup_from: Any = None
     shard_key: Any = None
-
-
-class Prefetch(Body):
-    prefetch: Any = None
-    query: Any = None
-    using: str | None = None
-    filter: dict[str, Any] | None = None
-    params: SearchParams | None = None
-    score_threshold: float | None = None
-    limit: int = 10
-    lookup_from: Any = None
 
 
 class QueryGroups(QueryPoints, kw_only=True):
