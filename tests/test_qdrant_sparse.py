@@ -790,6 +790,28 @@ def test_rescoring_returns_only_prefetched_points(pair, corpus, direction) -> No
         assert {p.id for p in found} <= {p.id for p in candidates.points}
 
 
+@pytest.mark.parametrize("using", ["dense", "text"])
+def test_rescoring_by_stored_points_leaves_them_out_of_the_prefetches(pair, corpus, using) -> None:
+    """A re-scoring query made from point ids (nearest to a point, recommend examples)
+    passes `must_not: has_id` for them down to its prefetches, as Qdrant does: a prefetch
+    finds the next point in place of each example (the first prefetch here would find the
+    first example itself)."""
+    rng = np.random.default_rng(23)
+    having = sorted(corpus.having(using))
+    for case in range(8):
+        ids = [having[i] for i in rng.choice(len(having), 3, replace=False)]
+        own = models.Prefetch(query=corpus.vectors[ids[0]][using], using=using, limit=5)
+        inner = [own, dense_prefetch(rng, limit=12), sparse_prefetch(rng, "text", limit=12)]
+        query = (
+            ids[0]
+            if case % 2
+            else models.RecommendQuery(
+                recommend=models.RecommendInput(positive=ids[:2], negative=ids[2:])
+            )
+        )
+        same_query(pair, CORPUS, f"case {case}", prefetch=inner, query=query, using=using, limit=10)
+
+
 def test_query_batch_mixes_sparse_and_hybrid_requests(pair, corpus) -> None:
     rng = np.random.default_rng(21)
     requests = [

@@ -16,7 +16,7 @@ import numpy as np
 from app import limits
 from app.db import repository
 from app.errors import BadRequest, NotFound
-from app.filters.ast import both
+from app.filters.ast import HasId, Not, both
 from app.index.fusion import QDRANT_RRF_K, Scored, qdrant_dbsf, qdrant_rrf
 from app.index.recommend import RecoScorer, Strategy
 from app.index.segment import SearchHits, Segment
@@ -147,6 +147,7 @@ class SearchService:
         """The best `k` hits of a request, best first, less the points a query is made from;
         only `among` these points if given. Returns the hits, the plan and its detail."""
         if request.prefetch:
+            request = self._excluding_examples(collection, namespace_id, request)
             return await self._prefetched(collection, namespace_id, request, k), "prefetch", {}
         if among is not None and request.filter is not None:
             among = await self.planner.confirm(namespace_id, request.filter, list(among))
@@ -244,6 +245,23 @@ class SearchService:
                 f"{request.using} is sparse"
             )
         return request.vector, frozenset()
+
+    def _excluding_examples(
+        self, collection: Collection, namespace_id: int, request: SearchRequest
+    ) -> SearchRequest:
+        """A re-scoring query made from stored points (a point id, recommend example ids)
+        leaves them out of its prefetches too, as Qdrant adds them to the filter it passes
+        down: a prefetch then finds the next points in their place."""
+        if request.point_id is None and request.recommend is None:
+            return request
+        if collection.config.is_sparse(request.using):
+            exclude = self._sparse_query(collection, namespace_id, request)[1]
+        else:
+            exclude = self.target(collection, request).exclude
+        if not exclude:
+            return request
+        unmentioned = Not(HasId(frozenset(exclude)))
+        return dataclasses.replace(request, filter=both(request.filter, unmentioned))
 
     async def _prefetched(
         self, collection: Collection, namespace_id: int, request: SearchRequest, k: int
