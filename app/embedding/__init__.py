@@ -1,0 +1,1 @@
+"""Text embedding models run in-process on the server (numpy only, no PyTorch)."""
