@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import numpy as np
 import pytest
 
 from app.api.qdrant.fastpath import route_of
+from app.models import SparseVector
 
 ADMIN = "fast-admin"
 READER = "fast-reader"
@@ -219,3 +221,46 @@ def test_body_over_the_limit_is_413(server_factory) -> None:
     response = httpx.post(f"{small.url}/collections/{C}/points/query", content=body, timeout=30)
     assert response.status_code == 413, response.text
     assert set(response.json()) == {"status", "time"}
+
+
+def test_a_large_body_is_decoded_and_parsed_in_the_cpu_pool() -> None:
+    """Decoding and parsing cost time per number sent: a body of `LARGE_BODY` bytes or more
+    is handled by the CPU pool, not the event loop, and parses to the same request."""
+    import asyncio
+
+    from app.api.qdrant import parse, schemas
+    from app.api.qdrant.fastpath import LARGE_BODY, _parsed
+
+    class Pool:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def run(self, fn, *args):
+            self.calls += 1
+            return fn(*args)
+
+    class Services:
+        cpu = Pool()
+
+    small = b'{"query": [0.5, 0.5], "limit": 3}'
+    size = LARGE_BODY // 4  # entries: the body is well over LARGE_BODY bytes
+    large = b'{"query": {"indices": [%s], "values": [%s]}, "using": "t"}' % (
+        ",".join(map(str, range(size))).encode(),
+        ",".join(["1"] * size).encode(),
+    )
+    assert len(small) < LARGE_BODY <= len(large)
+    services = Services()
+    for body, pooled in ((small, 0), (large, 1)):
+        request = asyncio.run(_parsed(services, body, schemas.QueryPoints, parse.query_request))
+        assert services.cpu.calls == pooled
+        direct = parse.query_request(msgspec.json.decode(body, type=schemas.QueryPoints))
+        assert request.using == direct.using and request.limit == direct.limit
+        for got, want in zip(numbers(request.vector), numbers(direct.vector), strict=True):
+            assert np.array_equal(got, want)
+
+
+def numbers(vector: Any) -> list[np.ndarray]:
+    """A dense vector as one array, a sparse one as its indices and values."""
+    if isinstance(vector, SparseVector):
+        return [vector.indices, vector.values]
+    return [np.asarray(vector)]

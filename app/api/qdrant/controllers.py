@@ -352,18 +352,20 @@ async def _answer(
 
 
 async def query_answer(
-    services: Services, collection_name: str, body: schemas.QueryPoints
+    services: Services, collection_name: str, search: SearchRequest
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """`points/query`: the result and plan headers (the route and the fast path share it)."""
-    (points,), headers = await _answer(services, collection_name, [parse.query_request(body)])
+    """`points/query` of a body parsed by `parse.query_request`: the result and plan
+    headers (the route and the fast path share it)."""
+    (points,), headers = await _answer(services, collection_name, [search])
     return {"points": points}, headers
 
 
 async def search_answer(
-    services: Services, collection_name: str, body: schemas.SearchPoints
+    services: Services, collection_name: str, search: SearchRequest
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """`points/search`: the result and plan headers (the route and the fast path share it)."""
-    (points,), headers = await _answer(services, collection_name, [parse.search_request(body)])
+    """`points/search` of a body parsed by `parse.search_request`: the result and plan
+    headers (the route and the fast path share it)."""
+    (points,), headers = await _answer(services, collection_name, [search])
     return points, headers
 
 
@@ -392,7 +394,7 @@ class SearchController(Controller):
     async def query_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryPoints
     ) -> Response:
-        result, headers = await query_answer(services, collection_name, data)
+        result, headers = await query_answer(services, collection_name, parse.query_request(data))
         return qdrant_ok(request, result, headers)
 
     @post("/query/batch", status_code=200, opt=READ_ONLY)
@@ -414,7 +416,7 @@ class SearchController(Controller):
     async def search_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.SearchPoints
     ) -> Response:
-        result, headers = await search_answer(services, collection_name, data)
+        result, headers = await search_answer(services, collection_name, parse.search_request(data))
         return qdrant_ok(request, result, headers)
 
     @post("/search/batch", status_code=200, opt=READ_ONLY)

@@ -3,8 +3,9 @@
 Litestar's routing, dependency injection, signature model and middleware stack cost more
 CPU per request than the vector search itself, and one worker serves requests on one core.
 This wrapper sits in front of the Litestar app and answers these two routes itself, with
-the very functions the routes call (`query_answer`, `search_answer`: same parsing, same
-service, same rendering), so a fast answer is byte for byte the route's answer.
+the very functions the routes call (`parse.query_request` then `query_answer`, and their
+search twins: same parsing, same service, same rendering), so a fast answer is byte for
+byte the route's answer. A large body is decoded and parsed in the CPU pool.
 
 Anything unusual goes to Litestar with the already-read body replayed: another method or
 path, a key that is not accepted, a body that does not decode, any error while answering
@@ -25,9 +26,11 @@ from litestar.serialization import encode_json
 from litestar.types import Message, Receive, Scope, Send
 
 from app.api.auth import READ_ONLY, check_key
-from app.api.qdrant import schemas
+from app.api.bodies import SLICE_BYTES as LARGE_BODY
+from app.api.qdrant import parse, schemas
 from app.api.qdrant.controllers import query_answer, search_answer
 from app.services.container import Services
+from app.services.search import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,29 @@ Answer = Callable[[Services, str, bytes], Awaitable[tuple[Any, dict[str, str]]]]
 
 
 async def _query(services: Services, name: str, body: bytes) -> tuple[Any, dict[str, str]]:
-    return await query_answer(services, name, _decode(body, schemas.QueryPoints))
+    search = await _parsed(services, body, schemas.QueryPoints, parse.query_request)
+    return await query_answer(services, name, search)
 
 
 async def _search(services: Services, name: str, body: bytes) -> tuple[Any, dict[str, str]]:
-    return await search_answer(services, name, _decode(body, schemas.SearchPoints))
+    search = await _parsed(services, body, schemas.SearchPoints, parse.search_request)
+    return await search_answer(services, name, search)
+
+
+async def _parsed(
+    services: Services,
+    body: bytes,
+    kind: type[msgspec.Struct],
+    parse_body: Callable[[Any], SearchRequest],
+) -> SearchRequest:
+    """The body decoded and parsed, in the CPU pool when it is large: both steps cost time
+    in proportion to its numbers (long vectors, sparse vectors, many prefetches), which a
+    body of tens of megabytes would spend on the event loop."""
+
+    def parsed() -> SearchRequest:
+        return parse_body(_decode(body, kind))
+
+    return parsed() if len(body) < LARGE_BODY else await services.cpu.run(parsed)
 
 
 ROUTES: dict[str, Answer] = {"/points/query": _query, "/points/search": _search}
