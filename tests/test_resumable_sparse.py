@@ -413,3 +413,18 @@ def test_concurrent_upserts_and_deletes(env, dialect: str, kind: str) -> None:
     assert deleted.isdisjoint(rest)
     assert matching - deleted <= set(everything)
     assert set(everything) - matching <= set(added.order)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "hybrid"])
+def test_qdrant_session_returns_the_vectors_a_plain_query_returns(env, kind: str) -> None:
+    """`with_vector` on a sparse or hybrid session: every page carries each point's vectors
+    as a retrieve of those points gives them (they came back empty)."""
+    url, api = env["server"].url, DIALECTS["qdrant"]
+    body = api._body(kind, 12, None) | {"with_vector": True, "max_idle": 60}
+    started = httpx.post(f"{url}/collections/qc/points/query/resumable", json=body, timeout=60)
+    got = {p["id"]: p["vector"] for p in started.json()["result"]["points"]}
+    stored = httpx.post(
+        f"{url}/collections/qc/points", json={"ids": list(got), "with_vector": True}, timeout=60
+    )
+    assert got == {p["id"]: p["vector"] for p in stored.json()["result"]}
+    assert len(got) == 12 and all(vectors for vectors in got.values())

@@ -370,25 +370,7 @@ class PointService:
         records: Sequence[Record],
         vectors: VectorSelector,
     ) -> None:
-        """Fill each record's selected vectors from the segments (as stored: normalised for
-        Cosine); nothing when no vector is asked for."""
-        if not vectors.enabled:
-            return
-        config = collection.config
-        segments = {n: self.registry.get(namespace_id, n) for n in config.vectors}
-        indexes = {n: self.registry.get_sparse(namespace_id, n) for n in config.sparse_vectors}
-        segments = {n: s for n, s in segments.items() if s is not None and vectors.wants(n)}
-        indexes = {n: i for n, i in indexes.items() if i is not None and vectors.wants(n)}
-        for record in records:
-            record.vectors = {}
-            for vector_name, segment in segments.items():
-                vector = segment.vector(record.id)
-                if vector is not None:
-                    record.vectors[vector_name] = vector.tolist()
-            for vector_name, index in indexes.items():
-                stored = index.get(record.id)
-                if stored is not None:
-                    record.vectors[vector_name] = SparseVector(*stored).as_wire()
+        attach_vectors(self.registry, collection, namespace_id, records, vectors)
 
     @staticmethod
     def _namespace(collection: Collection, namespace: str) -> int:
@@ -396,6 +378,34 @@ class PointService:
             return collection.namespaces[namespace]
         except KeyError:
             raise CollectionNotFound(collection.name) from None
+
+
+def attach_vectors(
+    registry: IndexRegistry,
+    collection: Collection,
+    namespace_id: int,
+    records: Sequence[Record],
+    vectors: VectorSelector,
+) -> None:
+    """Fill each record's selected vectors from the segments and sparse indexes (as stored:
+    normalised for Cosine); nothing when no vector is asked for."""
+    if not vectors.enabled:
+        return
+    config = collection.config
+    segments = {n: registry.get(namespace_id, n) for n in config.vectors}
+    indexes = {n: registry.get_sparse(namespace_id, n) for n in config.sparse_vectors}
+    segments = {n: s for n, s in segments.items() if s is not None and vectors.wants(n)}
+    indexes = {n: i for n, i in indexes.items() if i is not None and vectors.wants(n)}
+    for record in records:
+        record.vectors = {}
+        for vector_name, segment in segments.items():
+            vector = segment.vector(record.id)
+            if vector is not None:
+                record.vectors[vector_name] = vector.tolist()
+        for vector_name, index in indexes.items():
+            stored = index.get(record.id)
+            if stored is not None:
+                record.vectors[vector_name] = SparseVector(*stored).as_wire()
 
 
 async def _range_index(conn, collection: Collection, key: str) -> str:

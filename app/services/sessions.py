@@ -47,7 +47,7 @@ from app.services.counters import Counters
 from app.services.cpu import CpuPool
 from app.services.filtering import FilterGate, no_gate
 from app.services.payloads import PayloadSelector, VectorSelector
-from app.services.points import Record, check_vector, parse_point_id
+from app.services.points import Record, attach_vectors, check_vector, parse_point_id
 from app.services.search import Fusion
 
 log = logging.getLogger(__name__)
@@ -496,17 +496,11 @@ class SessionService:
             elif spec.vectors.enabled and segment is not None:
                 vector = segment.vector(pid)
                 record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
-            elif spec.vectors.enabled:
-                record.vectors = {
-                    name: SparseVector.frombytes(raw).as_wire()
-                    if collection.config.is_sparse(name)
-                    else np.frombuffer(raw, dtype=np.float32).tolist()
-                    for name, raw in point.vectors.items()
-                    if spec.vectors.wants(name)
-                }
             if spec.include_data:
                 record.extra["data"] = point.data
             out.append(record)
+        if spec.ranked and not raw:  # from memory, as a plain query returns them
+            attach_vectors(self.registry, collection, namespace_id, out, spec.vectors)
         return out
 
     # --------------------------------------------------------------------- end
