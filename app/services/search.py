@@ -196,9 +196,7 @@ class SearchService:
         index = self.registry.get_sparse(namespace_id, request.using)
         if index is None:
             return SearchHits([], [], [], "sparse")
-        idf = request.idf
-        if idf is None:
-            idf = collection.config.sparse_vectors[request.using].idf
+        idf = _idf(collection, request)
         recommending = isinstance(query, sparse_recommend.Examples)
         candidates = await self.cpu.run(
             functools.partial(
@@ -374,11 +372,8 @@ class SearchService:
         self, collection: Collection, namespace_id: int, request: SearchRequest
     ) -> dict[str, Any]:
         query, _ = self._sparse_query(collection, namespace_id, request)
-        idf = request.idf
-        if idf is None:
-            idf = collection.config.sparse_vectors[request.using].idf
         values = query.values.astype(np.float64)
-        if idf:
+        if _idf(collection, request):
             values *= self.registry.ensure_sparse(namespace_id, request.using).idf(query.indices)
         return {"name": request.using, "indices": query.indices.tolist(), "values": values.tolist()}
 
@@ -507,6 +502,14 @@ class SearchService:
             self.points.attach_vectors(collection, namespace_id, records, request.vectors)
 
         await self.cpu.run_per_item(len(records), fill)
+
+
+def _idf(collection: Collection, request: SearchRequest) -> bool:
+    """Whether a sparse query is weighted by IDF: as asked (Upstash's `weightingStrategy`),
+    else as its vector's modifier says."""
+    if request.idf is not None:
+        return request.idf
+    return collection.config.sparse_vectors[request.using].idf
 
 
 def _picked(hits: SearchHits, positions: Sequence[int]) -> SearchHits:
