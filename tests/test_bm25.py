@@ -144,3 +144,15 @@ def test_matches_fastembed_output(options, text, indices, values):
     assert got_indices.tolist() == indices
     assert got_values.tolist() == np.array(values, dtype=np.float32).tolist()
     assert Bm25(**options).query(text)[0].tolist() == indices
+
+
+def test_long_texts_are_split_as_in_one_piece():
+    """split_words goes through long texts in chunks cut at spaces; the words are those of
+    fastembed's steps applied to the whole text at once."""
+    import re
+
+    text = " ".join(f"Über-{i % 311}\tdon't,İstanbul x_{i}\n" for i in range(30_000))
+    whole = re.sub(r"[^\w\s]", " ", text)
+    whole = re.sub(r"\s+", " ", re.sub(r"[^\w]", " ", whole.lower())).strip().split()
+    assert len(text) > 4 * bm25._CHUNK_CHARS
+    assert bm25.split_words(text) == whole

@@ -90,3 +90,16 @@ def test_safetensors_reader_roundtrip(tmp_path: Path) -> None:
     tensors = minilm.read_safetensors(path)
     np.testing.assert_array_equal(tensors["a"], a)
     np.testing.assert_array_equal(tensors["b"], b)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(f"w{i % 997}, déjà-vu; x_{i}" for i in range(20_000)),  # 500 KB of words
+        "x" * 30_000 + " " + "tail words " * 3000,  # one long word, then words
+        "unbroken" * 5000,  # no space to cut at
+    ],
+)
+def test_long_texts_tokenize_as_the_whole_text_does(model: minilm.MiniLM, text: str) -> None:
+    """Long texts are tokenized by prefixes (fast); the ids are the whole text's."""
+    assert model.tokenize([text]) == [model.tokenizer.encode(text).ids]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -64,7 +65,7 @@ ENGLISH_STOPWORDS: frozenset[str] = frozenset(_NLTK_ENGLISH.split())
 _STOPWORDS = {"english": ENGLISH_STOPWORDS}
 _NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
 _NOT_WORD = re.compile(r"[^\w]")
-_SPACES = re.compile(r"\s+")
+_CHUNK_CHARS = 1 << 16
 
 
 @cache
@@ -78,10 +79,29 @@ def token_id(token: str) -> int:
 
 
 def split_words(text: str) -> list[str]:
-    """fastembed's `remove_non_alphanumeric` followed by its `SimpleTokenizer`."""
-    text = _NOT_WORD_OR_SPACE.sub(" ", text)
-    text = _SPACES.sub(" ", _NOT_WORD.sub(" ", text.lower()))
-    return text.strip().split()
+    """fastembed's `remove_non_alphanumeric` followed by its `SimpleTokenizer`.
+
+    Each step maps characters to characters and keeps every space a word boundary, so a long
+    text goes through in chunks cut at spaces: the same words, without one regular
+    expression call holding the GIL (and a server's event loop) for a whole megabyte.
+    """
+    words: list[str] = []
+    for chunk in _chunks(text):
+        chunk = _NOT_WORD_OR_SPACE.sub(" ", chunk)
+        words.extend(_NOT_WORD.sub(" ", chunk.lower()).split())
+    return words
+
+
+def _chunks(text: str) -> Iterator[str]:
+    """`text` in pieces of about `_CHUNK_CHARS`, each cut just before a space."""
+    start = 0
+    while len(text) - start > _CHUNK_CHARS:
+        cut = text.find(" ", start + _CHUNK_CHARS)
+        if cut < 0:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def _is_punctuation(token: str) -> bool:

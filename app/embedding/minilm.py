@@ -31,6 +31,7 @@ HEADS = 12
 LAYERS = 6
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json; tokenizer.json itself says 128
 LN_EPS = 1e-12
+LONG_TEXT = 8192  # characters: longer texts are tokenized by prefixes (see MiniLM.tokenize)
 _GELU_BLOCK = 1 << 17  # elements per block: 512 KiB of float32 per temporary (measured best)
 _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="minilm")
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
@@ -171,8 +172,22 @@ class MiniLM:
         self.tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids with [CLS] and [SEP], at most MAX_SEQ_LENGTH of them."""
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        """Token ids with [CLS] and [SEP], at most MAX_SEQ_LENGTH of them.
+
+        The tokenizer reads a whole text before truncating it (seconds for megabytes), so a
+        long text is tokenized by growing prefixes cut at a space, until one has more tokens
+        than are kept: BERT splits words at spaces, so the tokens of such a prefix are the
+        first tokens of the whole text.
+        """
+        heads = [_head(text, LONG_TEXT) for text in texts]
+        ids = []
+        for text, encoding in zip(texts, self.tokenizer.encode_batch(heads), strict=True):
+            size = LONG_TEXT
+            while not encoding.overflowing and len(_head(text, size)) < len(text):
+                size *= 4
+                encoding = self.tokenizer.encode(_head(text, size))
+            ids.append(encoding.ids)
+        return ids
 
     def embed(self, texts: list[str], batch: int = 32) -> np.ndarray:
         """Unit-length float32 embeddings, shape (len(texts), 384)."""
@@ -217,6 +232,15 @@ class MiniLM:
         ffn += layer.b_ffn_out
         ffn += h
         return _layer_norm(ffn, layer.ln2).reshape(b, n, DIM)
+
+
+def _head(text: str, size: int) -> str:
+    """`text` cut at its last space before `size` characters; whole if shorter, or if no
+    space allows a cut."""
+    if len(text) <= size:
+        return text
+    cut = text.rfind(" ", 0, size)
+    return text[:cut] if cut > 0 else text
 
 
 def _pad(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from app.services.collections import CollectionService
 from app.services.columns import ColumnKeeper
 from app.services.counters import Counters
 from app.services.cpu import CpuPool
+from app.services.embedding import EmbeddingService
 from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
 from app.services.search import SearchService
@@ -58,6 +59,7 @@ class Services:
             db, self.catalog, self.registry, self.cpu, self.feed.committed_points
         )
         self.search = SearchService(self.points, self.counters)
+        self.embedding = EmbeddingService(self.cpu)
         self.payload_indexes = PayloadIndexService(
             db, self.catalog, self.feed.committed_to_catalog, self.columns
         )
