@@ -153,7 +153,13 @@ def create_index(args: argparse.Namespace) -> None:
 
     settings = Settings.from_env()
     try:
-        config = index_config(args.dimension, args.similarity, args.type)
+        config = index_config(
+            args.dimension,
+            args.similarity,
+            args.type,
+            args.embedding_model,
+            args.sparse_embedding_model,
+        )
         url = _database_url(settings)
         upgrade(url)
         asyncio.run(_create_index(settings, url, args.name, config))
@@ -161,7 +167,8 @@ def create_index(args: argparse.Namespace) -> None:
         sys.exit(f"create-index: {exc.message}")
     dense = config.vectors.get("")
     shape = f"{dense.size} dimensions, {args.similarity or 'COSINE'}".upper() if dense else ""
-    print(f"created {args.type} index {args.name}" + (f" ({shape})" if shape else ""))
+    kind = config.as_sent["index_type"]
+    print(f"created {kind} index {args.name}" + (f" ({shape})" if shape else ""))
 
 
 async def _create_index(settings: Settings, url: str, name: str, config: CollectionConfig) -> None:
@@ -212,13 +219,18 @@ def main(argv: list[str] | None = None) -> None:
     index_cmd.add_argument("name")
     index_cmd.add_argument(
         "--type",
-        default="DENSE",
         type=str.upper,
         choices=["DENSE", "SPARSE", "HYBRID"],
-        help="DENSE (default), SPARSE or HYBRID",
+        help="DENSE (the default without models), SPARSE or HYBRID",
     )
-    index_cmd.add_argument("--dimension", type=int, help="required unless --type SPARSE")
+    index_cmd.add_argument(
+        "--dimension", type=int, help="required unless --type SPARSE or --embedding-model"
+    )
     index_cmd.add_argument("--similarity", help="COSINE (default), EUCLIDEAN or DOT_PRODUCT")
+    index_cmd.add_argument(
+        "--embedding-model", help="embed `data` densely: sentence-transformers/all-MiniLM-L6-v2"
+    )
+    index_cmd.add_argument("--sparse-embedding-model", help="embed `data` sparsely: BM25")
     index_cmd.set_defaults(run=create_index)
 
     check_cmd = commands.add_parser("healthcheck", help="exit 0 when the service is ready")

@@ -270,7 +270,7 @@ def test_index_types_and_info(base) -> None:
         "A SPARSE index takes no dimension or similarityFunction",
         "A SPARSE index takes no dimension or similarityFunction",
         "indexType must be DENSE, SPARSE or HYBRID",
-        "A HYBRID index needs a dimension",
+        "A HYBRID index needs a dimension or an embeddingModel",
     ]
     assert httpx.post(f"{base}/upstash/t-refused/info", headers=AUTH).status_code == 404
 

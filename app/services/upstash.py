@@ -27,6 +27,8 @@ from app.db import repository
 from app.db import upstash as sql
 from app.db.database import Database
 from app.db.repository import PointRecord
+from app.embedding import registry
+from app.embedding.registry import Kind, TextModel
 from app.errors import BadRequest, CollectionNotFound, NotFound, ValidationFailed
 from app.index.fusion import UPSTASH_RRF_K
 from app.index.registry import IndexRegistry
@@ -40,8 +42,9 @@ from app.models import (
     VectorParams,
 )
 from app.services.catalog import Catalog
+from app.services.embedding import EmbeddingService
 from app.services.filtering import parse_filter_off_loop
-from app.services.points import PointService, Record, parse_point_id
+from app.services.points import PointInput, PointService, Record, parse_point_id
 from app.services.search import Fusion, SearchRequest, SearchService
 from app.services.writes import (
     ChangePayload,
@@ -59,6 +62,9 @@ if TYPE_CHECKING:
 SPARSE_VECTOR = "sparse"  # the stored name of an index's sparse vector (the dense one is "")
 INDEX_TYPES = ("DENSE", "SPARSE", "HYBRID")
 WEIGHTING_STRATEGIES = ("IDF",)
+QUERY_MODES = ("HYBRID", "DENSE", "SPARSE")
+UPSTASH_MODEL_NAMES = {registry.QDRANT_BM25: registry.BM25}  # registry name -> Upstash's
+NO_EMBEDDING = "Embedding data is not supported: this index has no embedding model"
 FUSION_ALGORITHMS = {"RRF": "rrf", "DBSF": "dbsf"}
 SIMILARITY = {Distance.COSINE: "COSINE", Distance.EUCLID: "EUCLIDEAN", Distance.DOT: "DOT_PRODUCT"}
 DISTANCE = {name: distance for distance, name in SIMILARITY.items()}
@@ -76,14 +82,26 @@ TIE_MARGIN = 16
 
 
 def index_config(
-    dimension: int | None, similarity: str | None, index_type: str = "DENSE"
+    dimension: int | None,
+    similarity: str | None,
+    index_type: str | None = None,
+    embedding_model: str | None = None,
+    sparse_embedding_model: str | None = None,
 ) -> CollectionConfig:
     """The collection layout of an Upstash index (HTTP `PUT` and the CLI share it): a dense
     vector (`""`), a sparse one (`SPARSE_VECTOR`), or both (HYBRID). IDF is chosen per
-    query (`weightingStrategy`), so the sparse vector has no modifier."""
-    kind = str(index_type).upper()
+    query (`weightingStrategy`), so the sparse vector has no modifier.
+
+    With embedding models the index embeds `data` itself: the dense model sets the
+    dimension, and a hybrid index takes both models or neither (it could not embed text
+    into only one of its vectors). Without `indexType`, the models say which it is."""
+    models = _embedding_models(embedding_model, sparse_embedding_model)
+    kind = str(index_type or _implied_type(models)).upper()
     if kind not in INDEX_TYPES:
         raise BadRequest("indexType must be DENSE, SPARSE or HYBRID")
+    _check_models(kind, models)
+    if DEFAULT_VECTOR in models:
+        dimension = _model_dimension(models[DEFAULT_VECTOR], dimension)
     sent: dict[str, Any] = {"index_type": kind}
     vectors = {}
     if kind == "SPARSE":
@@ -91,11 +109,73 @@ def index_config(
             raise BadRequest("A SPARSE index takes no dimension or similarityFunction")
     else:
         if dimension is None:
-            raise BadRequest(f"A {kind} index needs a dimension")
+            raise BadRequest(f"A {kind} index needs a dimension or an embeddingModel")
         vectors = {DEFAULT_VECTOR: _dense_params(dimension, similarity or "COSINE")}
         sent["vectors"] = vectors[DEFAULT_VECTOR].as_sent
+    if models:
+        sent["embedding_models"] = {
+            vector: UPSTASH_MODEL_NAMES.get(model.name, model.name)
+            for vector, model in models.items()
+        }
     sparse = {} if kind == "DENSE" else {SPARSE_VECTOR: SparseParams()}
     return CollectionConfig(vectors=vectors, named=False, as_sent=sent, sparse_vectors=sparse)
+
+
+def _embedding_models(dense: str | None, sparse: str | None) -> dict[str, TextModel]:
+    """The models named at creation, by the vector each fills; each of the right kind."""
+    models = {}
+    for vector, name, kind, field_name in (
+        (DEFAULT_VECTOR, dense, Kind.DENSE, "embeddingModel"),
+        (SPARSE_VECTOR, sparse, Kind.SPARSE, "sparseEmbeddingModel"),
+    ):
+        if name is None or name == "":
+            continue
+        model = EmbeddingService.model(name)
+        if model.kind is not kind:
+            raise BadRequest(f"{field_name} must be a {kind} model; {model.name} is {model.kind}")
+        models[vector] = model
+    return models
+
+
+def _implied_type(models: dict[str, TextModel]) -> str:
+    if len(models) == 2:
+        return "HYBRID"
+    return "SPARSE" if SPARSE_VECTOR in models else "DENSE"
+
+
+def _check_models(kind: str, models: dict[str, TextModel]) -> None:
+    if kind == "DENSE" and SPARSE_VECTOR in models:
+        raise BadRequest("A DENSE index takes no sparseEmbeddingModel")
+    if kind == "SPARSE" and DEFAULT_VECTOR in models:
+        raise BadRequest("A SPARSE index takes no embeddingModel")
+    if kind == "HYBRID" and len(models) == 1:
+        raise BadRequest(
+            "A HYBRID index takes both embeddingModel and sparseEmbeddingModel, or neither"
+        )
+
+
+def _model_dimension(model: TextModel, dimension: int | None) -> int:
+    assert model.dimension is not None
+    if dimension is not None and dimension != model.dimension:
+        raise BadRequest(
+            f"dimension {dimension} does not match {model.name}, which makes "
+            f"{model.dimension}-dimensional vectors"
+        )
+    return model.dimension
+
+
+def model_names(collection: Collection) -> dict[str, str]:
+    """The names of the index's embedding models by the vector each fills, as Upstash
+    spells them."""
+    return dict(collection.config.as_sent.get("embedding_models") or {})
+
+
+def embedding_models(collection: Collection) -> dict[str, TextModel]:
+    """The index's embedding models by the vector each fills ({} for an index of raw
+    vectors)."""
+    return {
+        vector: EmbeddingService.model(name) for vector, name in model_names(collection).items()
+    }
 
 
 def _dense_params(dimension: int, similarity: str) -> VectorParams:
@@ -128,14 +208,22 @@ def parse_sparse(raw: Any, where: str = "sparseVector") -> SparseVector:
 
 
 def point_vectors(
-    collection: Collection, vector: Sequence[float] | None, sparse: Any, *, update: bool = False
+    collection: Collection,
+    vector: Sequence[float] | None,
+    sparse: Any,
+    *,
+    data: str | None = None,
+    update: bool = False,
 ) -> dict[str, Any]:
     """A point's vectors by stored name, checked against the index type: a dense index
     takes `vector`, a sparse one `sparseVector`, a hybrid one both (an update may give
-    neither, to keep them)."""
+    neither, to keep them). None sent, with `data` on an index with embedding models:
+    {} until `UpstashService.embed_points` embeds the data."""
     vectors = query_vectors(collection, vector, sparse)
     kind = index_type(collection)
     if update and not vectors:
+        return vectors
+    if not vectors and data is not None and embedding_models(collection):
         return vectors
     if kind == "HYBRID" and len(vectors) == 1:
         raise BadRequest("This index is hybrid: send both vector and sparseVector")
@@ -160,7 +248,8 @@ def query_vectors(collection: Collection, vector: Sequence[float] | None, sparse
     if sparse is not None:
         if kind == "DENSE":
             raise BadRequest("This index is dense: sparse vectors are not supported")
-        vectors[SPARSE_VECTOR] = parse_sparse(sparse)
+        embedded = isinstance(sparse, SparseVector)
+        vectors[SPARSE_VECTOR] = sparse if embedded else parse_sparse(sparse)
     return vectors
 
 
@@ -306,7 +395,9 @@ def _matching(node: Any) -> Selection:
 @dataclass(frozen=True, slots=True)
 class QuerySpec:
     vector: Sequence[float] | None = None
-    sparse_vector: Any = None  # as sent: checked by `query`
+    sparse_vector: Any = None  # as sent (checked by `search_request`), or embedded
+    data: str | None = None  # a text to embed: see `UpstashService.embedded`
+    query_mode: str | None = None
     top_k: int = 10
     filter: str = ""
     include_vectors: bool = False
@@ -345,6 +436,7 @@ class UpstashService:
         search: SearchService,
         on_commit: Callable[[], None],
         catalog_lock: asyncio.Lock,
+        embedding: EmbeddingService,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -353,6 +445,7 @@ class UpstashService:
         self.search = search
         self.on_commit = on_commit
         self.catalog_lock = catalog_lock  # the change feed's: see ChangeFeed.lock
+        self.embedding = embedding
 
     @classmethod
     def of(cls, services: Services) -> UpstashService:
@@ -365,6 +458,7 @@ class UpstashService:
             services.search,
             services.feed.committed_to_catalog,  # its own commits are namespace changes
             services.feed.lock,
+            services.embedding,
         )
 
     def index(self, name: str) -> Collection:
@@ -374,6 +468,53 @@ class UpstashService:
         if collection.dialect != "upstash":
             raise NotFound(f"Index {name} does not exist: {name} is a Qdrant collection")
         return collection
+
+    # -------------------------------------------------------------- embedding
+
+    async def embed_points(self, collection: Collection, points: Sequence[PointInput]) -> None:
+        """Give each point sent with `data` and no vectors the vectors its index's models
+        make of the data (stored too, as sent)."""
+        pending = [point for point in points if not point.vectors and point.data is not None]
+        if not pending:
+            return
+        texts = [point.data for point in pending if point.data is not None]
+        for vector, model in _models(collection).items():
+            embedded = await self.embedding.embed(model, texts, query=False)
+            for point, values in zip(pending, embedded, strict=True):
+                point.vectors[vector] = values
+
+    async def embedded(self, collection: Collection, spec: QuerySpec) -> QuerySpec:
+        """The query with its `data` embedded by the index's models: on a hybrid index
+        into both vectors, or the one `queryMode` (DENSE, SPARSE) picks."""
+        if spec.data is None:
+            return spec
+        if spec.vector is not None or spec.sparse_vector is not None:
+            raise BadRequest("A query takes either data or vectors, not both")
+        mode = str(spec.query_mode or "HYBRID").upper()
+        if mode not in QUERY_MODES:
+            raise BadRequest("queryMode must be HYBRID, DENSE or SPARSE")
+        models = {
+            vector: model
+            for vector, model in _models(collection, "query with a vector").items()
+            if mode == "HYBRID" or (model.kind is Kind.DENSE) == (mode == "DENSE")
+        }
+        if not models:
+            raise BadRequest(f"queryMode {mode} needs a {mode.lower()} embedding model")
+        vectors = await self._embed_text(models, spec.data, query=True)
+        return dataclasses.replace(spec, data=None, **vectors)
+
+    async def _embed_text(
+        self, models: dict[str, TextModel], text: str, *, query: bool
+    ) -> dict[str, Any]:
+        """`vector` and/or `sparse_vector` (as the specs name them) made of `text`."""
+        fields = {}
+        for vector, model in models.items():
+            (values,) = await self.embedding.embed(model, [text], query=query)
+            if vector == DEFAULT_VECTOR:
+                fields["vector"] = values.tolist()
+            else:
+                fields["sparse_vector"] = values
+        return fields
 
     # ------------------------------------------------------------- namespaces
 
@@ -455,6 +596,7 @@ class UpstashService:
         query asked for; each record's score is the Upstash score. A missing namespace
         answers [] (and is not created)."""
         collection = self.index(name)
+        spec = await self.embedded(collection, spec)
         request = self.search_request(collection, spec)
         node = await parse_filter_off_loop(spec.filter, "upstash", self.points.cpu)
         namespace_id = collection.namespaces.get(namespace)
@@ -646,6 +788,11 @@ class UpstashService:
         (Upstash's `{"updated": 0}`) when the id or the namespace does not exist."""
         collection = self.index(name)
         text = parse_point_id(spec.id, collection)[0]
+        if spec.data is not None and spec.vector is None and spec.sparse_vector is None:
+            models = embedding_models(collection)  # the data is embedded, as in an upsert
+            if models:
+                vectors = await self._embed_text(models, spec.data, query=False)
+                spec = dataclasses.replace(spec, **vectors)
         guard = IfExists(text, self._update_operations(collection, text, spec))
         if namespace not in collection.namespaces:
             return False
@@ -676,6 +823,15 @@ class UpstashService:
         if not operations:
             raise BadRequest("Nothing to update: give a vector, metadata or data")
         return operations
+
+
+def _models(collection: Collection, instead: str = "") -> dict[str, TextModel]:
+    """The index's embedding models; BadRequest for an index without any, saying what to
+    send `instead`."""
+    models = embedding_models(collection)
+    if not models:
+        raise BadRequest(f"{NO_EMBEDDING}: {instead}" if instead else NO_EMBEDDING)
+    return models
 
 
 def score_scale(collection: Collection, request: SearchRequest) -> Distance | None:

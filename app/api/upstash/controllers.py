@@ -29,9 +29,11 @@ from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import PointInput, Record
 from app.services.sessions import SessionSpec, owner_of
 from app.services.upstash import (
+    NO_EMBEDDING,
     QuerySpec,
     UpdateSpec,
     UpstashService,
+    embedding_models,
     index_config,
     index_type,
     point_vectors,
@@ -42,7 +44,6 @@ NAMESPACED = "{namespace:str}"
 DEFAULT_MAX_IDLE = 3600  # seconds, as the SDK and the Upstash docs default
 READ = ["GET", "POST"]
 DELETE = ["DELETE", "POST"]
-NO_EMBEDDING = "Embedding data is not supported: this index has no embedding model"
 
 T = TypeVar("T")
 
@@ -70,13 +71,19 @@ def as_list(ids: list[int | str] | int | str | None) -> list[int | str] | None:
 
 
 def point_inputs(
-    collection: Collection, body: list[schemas.Vector] | schemas.Vector
+    collection: Collection, body: list[schemas.Vector] | schemas.Vector, *, data_only: bool
 ) -> list[PointInput]:
+    """The points of an upsert body; `data_only` (`upsert-data`): each must carry data,
+    which the index's models embed."""
     items = body if isinstance(body, list) else [body]
+    if data_only and any(item.data is None for item in items):
+        raise BadRequest("upsert-data needs data for every vector")
     return [
         PointInput(
             item.id,
-            point_vectors(collection, item.vector, item.sparse_vector),
+            {}
+            if data_only
+            else point_vectors(collection, item.vector, item.sparse_vector, data=item.data),
             item.metadata,
             item.data,
         )
@@ -84,13 +91,15 @@ def point_inputs(
     ]
 
 
-def query_spec(query: schemas.Query) -> QuerySpec:
-    """A vector query; `data` needs an embedding model this index does not have."""
-    if query.data is not None:
-        raise BadRequest(f"{NO_EMBEDDING}: query with a vector")
+def query_spec(query: schemas.Query, *, data_only: bool = False) -> QuerySpec:
+    """A query as the service takes it; `data_only` (`query-data`): it must carry data."""
+    if data_only and query.data is None:
+        raise BadRequest("query-data needs data: the text to embed and query with")
     return QuerySpec(
         vector=query.vector,
         sparse_vector=query.sparse_vector,
+        data=query.data,
+        query_mode=query.query_mode,
         top_k=query.top_k,
         filter=query.filter or "",
         include_vectors=query.include_vectors,
@@ -120,6 +129,88 @@ def include_flags(body: schemas.Include) -> dict[str, bool]:
     }
 
 
+async def upserted(
+    request: Request,
+    services: Services,
+    upstash: UpstashService,
+    index_name: str,
+    namespace: str,
+    *,
+    data_only: bool,
+) -> None:
+    """Decode, embed what is sent as data, validate, then write in one transaction."""
+    collection = upstash.index(index_name)
+    if data_only and not embedding_models(collection):
+        raise BadRequest(NO_EMBEDDING)
+    body = Deferred(await request.body(), list[schemas.Vector] | schemas.Vector)
+    points = await body.parsed(
+        services.cpu, lambda vectors: point_inputs(collection, vectors, data_only=data_only)
+    )
+    await upstash.embed_points(collection, points)
+    operation = await services.cpu.run_per_item(
+        len(points), services.points.upsert_operation, collection, points
+    )
+    await services.collections.ensure_namespace(index_name, namespace)
+    await services.points.write(index_name, [operation], namespace)
+
+
+async def answered(
+    services: Services,
+    upstash: UpstashService,
+    index_name: str,
+    namespace: str,
+    body: list[schemas.Query] | schemas.Query,
+    *,
+    data_only: bool,
+) -> Response:
+    upstash.index(index_name)
+    queries = body if isinstance(body, list) else [body]
+    specs = [query_spec(query, data_only=data_only) for query in queries]
+    results = []
+    for spec in specs:
+        records = await upstash.query(index_name, namespace, spec)
+        results.append(await rendered(services.cpu, records, render.score_object))
+    return ok(results[0] if len(results) == 1 else results)
+
+
+async def resumed(
+    request: Request,
+    services: Services,
+    upstash: UpstashService,
+    index_name: str,
+    namespace: str,
+    data: schemas.Query,
+    *,
+    data_only: bool,
+) -> Response:
+    """Start a resumable query: its first page and the session's uuid."""
+    collection = upstash.index(index_name)
+    if namespace not in collection.namespaces:
+        return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
+    query = await upstash.embedded(collection, query_spec(data, data_only=data_only))
+    search = upstash.search_request(collection, query)
+    vectors = services.search.session_vectors(index_name, search, namespace) or {
+        "vector": list(query.vector or ())
+    }
+    spec = SessionSpec(
+        collection=index_name,
+        namespace=namespace,
+        **vectors,
+        filter=query.filter or None,
+        filter_language="upstash",
+        payload=PayloadSelector(enabled=query.include_metadata),
+        vectors=VectorSelector(enabled=query.include_vectors),
+        include_data=query.include_data,
+        dialect="upstash",
+    )
+    max_idle = DEFAULT_MAX_IDLE if data.max_idle is None else data.max_idle
+    handle, records = await services.sessions.start(
+        spec, query.top_k, max_idle, owner_of(presented_key(request.scope))
+    )
+    scored = partial(session_score, distance=session_scale(collection))
+    return ok({"uuid": handle, "scores": await rendered(services.cpu, records, scored)})
+
+
 class UpstashController(Controller):
     path = "/upstash/{index_name:str}"
     tags = ["upstash"]
@@ -135,7 +226,13 @@ class UpstashController(Controller):
         self, services: Services, index_name: str, data: schemas.CreateIndex
     ) -> Response:
         """Create an index (Waypoint's own endpoint: Upstash creates indexes in its console)."""
-        config = index_config(data.dimension, data.similarity_function, data.index_type)
+        config = index_config(
+            data.dimension,
+            data.similarity_function,
+            data.index_type,
+            data.embedding_model,
+            data.sparse_embedding_model,
+        )
         await services.collections.create(index_name, config, dialect="upstash")
         return ok("Success")
 
@@ -195,24 +292,21 @@ class UpstashController(Controller):
         namespace: str = "",
     ) -> Response:
         """Body: one vector object or a list of them (decoded off the loop when large)."""
-        collection = upstash.index(index_name)
-        body = Deferred(await request.body(), list[schemas.Vector] | schemas.Vector)
-        operation = await body.parsed(
-            services.cpu,
-            lambda vectors: services.points.upsert_operation(
-                collection, point_inputs(collection, vectors)
-            ),
-        )
-        await services.collections.ensure_namespace(index_name, namespace)
-        await services.points.write(index_name, [operation], namespace)
+        await upserted(request, services, upstash, index_name, namespace, data_only=False)
         return ok("Success")
 
     @post(paths("upsert-data"), status_code=200)
     async def upsert_data(
-        self, upstash: UpstashService, index_name: str, namespace: str = ""
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        namespace: str = "",
     ) -> Response:
-        upstash.index(index_name)
-        raise BadRequest(NO_EMBEDDING)
+        """Body: `{"id", "data", "metadata"}` or a list of them, embedded by the index."""
+        await upserted(request, services, upstash, index_name, namespace, data_only=True)
+        return ok("Success")
 
     @post(paths("update"), status_code=200)
     async def update(
@@ -252,20 +346,19 @@ class UpstashController(Controller):
     ) -> Response:
         """An object or a one-element array answers a flat list; longer arrays a list per
         query (the SDK's `query_many` relies on both)."""
-        upstash.index(index_name)
-        specs = [query_spec(q) for q in (data if isinstance(data, list) else [data])]
-        results = []
-        for spec in specs:
-            records = await upstash.query(index_name, namespace, spec)
-            results.append(await rendered(services.cpu, records, render.score_object))
-        return ok(results[0] if len(results) == 1 else results)
+        return await answered(services, upstash, index_name, namespace, data, data_only=False)
 
-    @post([*paths("query-data"), *paths("resumable-query-data")], status_code=200, opt=READ_ONLY)
+    @post(paths("query-data"), status_code=200, opt=READ_ONLY)
     async def query_data(
-        self, upstash: UpstashService, index_name: str, namespace: str = ""
+        self,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: list[schemas.Query] | schemas.Query,
+        namespace: str = "",
     ) -> Response:
-        upstash.index(index_name)
-        raise BadRequest(f"{NO_EMBEDDING}: query with a vector")
+        """As `query`, each query's `data` embedded by the index's models."""
+        return await answered(services, upstash, index_name, namespace, data, data_only=True)
 
     @route(paths("fetch"), http_method=READ, status_code=200, opt=READ_ONLY)
     async def fetch(
@@ -329,31 +422,29 @@ class UpstashController(Controller):
         data: schemas.Query,
         namespace: str = "",
     ) -> Response:
-        collection = upstash.index(index_name)
-        if namespace not in collection.namespaces:
-            return ok({"uuid": "", "scores": []})  # Upstash's answer; the namespace stays absent
-        query = query_spec(data)
-        search = upstash.search_request(collection, query)
-        vectors = services.search.session_vectors(index_name, search, namespace) or {
-            "vector": list(query.vector or ())
-        }
-        spec = SessionSpec(
-            collection=index_name,
-            namespace=namespace,
-            **vectors,
-            filter=query.filter or None,
-            filter_language="upstash",
-            payload=PayloadSelector(enabled=query.include_metadata),
-            vectors=VectorSelector(enabled=query.include_vectors),
-            include_data=query.include_data,
-            dialect="upstash",
+        return await resumed(
+            request, services, upstash, index_name, namespace, data, data_only=False
         )
-        max_idle = DEFAULT_MAX_IDLE if data.max_idle is None else data.max_idle
-        handle, records = await services.sessions.start(
-            spec, query.top_k, max_idle, owner_of(presented_key(request.scope))
+
+    @post(
+        paths("resumable-query-data"),
+        status_code=200,
+        opt=READ_ONLY,
+        responses=upstash_errors(429),
+    )
+    async def resumable_query_data(
+        self,
+        request: Request,
+        services: Services,
+        upstash: UpstashService,
+        index_name: str,
+        data: schemas.Query,
+        namespace: str = "",
+    ) -> Response:
+        """As `resumable-query`, the query's `data` embedded by the index's models."""
+        return await resumed(
+            request, services, upstash, index_name, namespace, data, data_only=True
         )
-        scored = partial(session_score, distance=session_scale(collection))
-        return ok({"uuid": handle, "scores": await rendered(services.cpu, records, scored)})
 
     @post("/resumable-query-next", status_code=200, opt=READ_ONLY)
     async def resumable_query_next(

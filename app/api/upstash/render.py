@@ -12,7 +12,7 @@ import numpy as np
 
 from app.db.repository import PointRecord
 from app.models import DEFAULT_VECTOR, Collection, SparseVector
-from app.services.upstash import DISTANCE, SIMILARITY, SPARSE_VECTOR, score
+from app.services.upstash import DISTANCE, SIMILARITY, SPARSE_VECTOR, model_names, score
 
 __all__ = [
     "DISTANCE",
@@ -96,7 +96,8 @@ def score_object(record: Any) -> dict[str, Any]:
 def info(collection: Collection, kind: str, counts: dict[str, int]) -> dict[str, Any]:
     """`InfoResult`: counts per namespace, the dense part (`denseIndex`, and the legacy
     top-level `dimension` and `similarityFunction`, 0 and "" without one), the sparse part
-    (`sparseIndex`), and `indexType`."""
+    (`sparseIndex`), each with its embedding model ("" for none), and `indexType`."""
+    models = model_names(collection)
     dense = collection.config.vectors.get(DEFAULT_VECTOR)
     similarity = SIMILARITY[dense.distance] if dense is not None else ""
     size = dense.size if dense is not None else 0
@@ -116,8 +117,8 @@ def info(collection: Collection, kind: str, counts: dict[str, int]) -> dict[str,
         out["denseIndex"] = {
             "dimension": size,
             "similarityFunction": similarity,
-            "embeddingModel": "",
+            "embeddingModel": models.get(DEFAULT_VECTOR, ""),
         }
     if kind != "DENSE":
-        out["sparseIndex"] = {"embeddingModel": ""}
+        out["sparseIndex"] = {"embeddingModel": models.get(SPARSE_VECTOR, "")}
     return out

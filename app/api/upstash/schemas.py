@@ -46,7 +46,9 @@ class ResumableEnd(Body):
 class CreateIndex(Body):
     dimension: int | None = None
     similarity_function: str | None = None
-    index_type: str = "DENSE"
+    index_type: str | None = None  # None: implied by the embedding models (DENSE without)
+    embedding_model: str | None = None
+    sparse_embedding_model: str | None = None
 
 
 class Include(Body):
