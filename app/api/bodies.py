@@ -46,9 +46,14 @@ class Deferred(DTOData[T]):
 
     async def parsed(self, cpu: CpuPool, parse: Callable[[T], R]) -> R:
         """`parse(body)`, decoding included, in `cpu` when the body is large."""
+        return await self.sized(cpu, lambda: parse(self.decoded()))
+
+    async def sized(self, cpu: CpuPool, work: Callable[[], R]) -> R:
+        """`work()`, whose cost grows with this body: inline when it is small, else in
+        `cpu` (a later step of parsing it, say)."""
         if len(self.raw) <= SLICE_BYTES:
-            return parse(self.decoded())
-        return await cpu.run(lambda: parse(self.decoded()))
+            return work()
+        return await cpu.run(work)
 
     def decoded(self) -> T:
         return decode(self.raw, self.kind)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import Provide
@@ -15,7 +16,7 @@ from app.api.deps import provide_services
 from app.api.encoding import rendered
 from app.api.envelope import qdrant_ok
 from app.api.openapi import qdrant_errors
-from app.api.qdrant import parse, render, schemas
+from app.api.qdrant import documents, parse, render, schemas
 from app.errors import BadRequest, NotFound, UnknownVectorName
 from app.services.container import Services
 from app.services.groups import GroupService, GroupSpec
@@ -24,6 +25,7 @@ from app.services.sessions import SessionSpec, owner_of
 from app.services.writes import Delete, Operation
 
 PLAN_HEADER = "waypoint-plan"
+B = TypeVar("B")
 
 Wait = QueryParameter(name="wait", default=None, required=False)
 
@@ -128,6 +130,16 @@ async def _write(
     return qdrant_ok(request, update_result(operation_id, wait))
 
 
+async def embedded_body(
+    services: Services, data: Deferred[B], find: Callable[[B], documents.Documents]
+) -> B:
+    """The body decoded, with its Documents embedded in place (see `documents`)."""
+    body, found = await data.parsed(services.cpu, lambda body: (body, find(body)))
+    if found:
+        await found.embed(services.embedding)
+    return body
+
+
 class PointsController(Controller):
     path = "/collections/{collection_name:str}/points"
     tags = ["qdrant: points"]
@@ -143,12 +155,17 @@ class PointsController(Controller):
         wait: bool | None = Wait,
     ) -> Response:
         collection = services.collections.get(collection_name)
+        body, found = await data.parsed(
+            services.cpu, lambda body: (body, documents.in_points(body))
+        )
+        if found:
+            await found.embed(services.embedding)
 
-        def validated(body: schemas.UpsertPoints) -> Operation:
+        def validated() -> Operation:
             points = parse.upsert_points(body, collection.config.named)
             return services.points.upsert_operation(collection, points)
 
-        operation = await data.parsed(services.cpu, validated)
+        operation = await data.sized(services.cpu, validated)
         operation_id = await services.points.write(collection_name, [operation])
         return qdrant_ok(request, update_result(operation_id, wait))
 
@@ -254,12 +271,17 @@ class PointsController(Controller):
         wait: bool | None = Wait,
     ) -> Response:
         collection = services.collections.get(collection_name)
+        body, found = await data.parsed(
+            services.cpu, lambda body: (body, documents.in_vectors(body))
+        )
+        if found:
+            await found.embed(services.embedding)
 
-        def validated(body: schemas.UpdateVectors) -> Operation:
+        def validated() -> Operation:
             vectors = parse.update_vectors(body, collection.config.named)
             return services.points.vectors_operation(collection, vectors)
 
-        operation = await data.parsed(services.cpu, validated)
+        operation = await data.sized(services.cpu, validated)
         operation_id = await services.points.write(collection_name, [operation])
         return qdrant_ok(request, update_result(operation_id, wait))
 
@@ -289,8 +311,9 @@ class PointsController(Controller):
         wait: bool | None = Wait,
     ) -> Response:
         collection = services.collections.get(collection_name)
-        operations = await data.parsed(
-            services.cpu, lambda body: parse.batch_operations(body, collection, services.points)
+        body = await embedded_body(services, data, documents.in_batch)
+        operations = await data.sized(
+            services.cpu, lambda: parse.batch_operations(body, collection, services.points)
         )
         operation_id = await services.points.write(collection_name, operations)
         results = [update_result(operation_id, wait) for _ in operations]
@@ -394,6 +417,7 @@ class SearchController(Controller):
     async def query_points(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryPoints
     ) -> Response:
+        await documents.embed_query(services.embedding, data)
         result, headers = await query_answer(services, collection_name, parse.query_request(data))
         return qdrant_ok(request, result, headers)
 
@@ -401,6 +425,8 @@ class SearchController(Controller):
     async def query_batch(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryBatch
     ) -> Response:
+        for search in data.searches:
+            await documents.embed_query(services.embedding, search)
         searches = [parse.query_request(search) for search in data.searches]
         body, headers = await _answer(services, collection_name, searches)
         return qdrant_ok(request, [{"points": points} for points in body], headers)
@@ -409,6 +435,7 @@ class SearchController(Controller):
     async def query_groups(
         self, request: Request, services: Services, collection_name: str, data: schemas.QueryGroups
     ) -> Response:
+        await documents.embed_query(services.embedding, data)
         search, spec = parse.query_request(data), parse.group_spec(data)
         return await _grouped(request, services, collection_name, search, spec)
 
@@ -509,6 +536,7 @@ class ResumableController(Controller):
         data: schemas.ResumableQuery,
     ) -> Response:
         collection = services.collections.get(collection_name)
+        await documents.embed_query(services.embedding, data)
         search = parse.query_request(data)
         try:
             spec = self._spec(services, collection.name, search, data)

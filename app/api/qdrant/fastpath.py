@@ -27,7 +27,7 @@ from litestar.types import Message, Receive, Scope, Send
 
 from app.api.auth import READ_ONLY, check_key
 from app.api.bodies import SLICE_BYTES as LARGE_BODY
-from app.api.qdrant import parse, schemas
+from app.api.qdrant import documents, parse, schemas
 from app.api.qdrant.controllers import query_answer, search_answer
 from app.services.container import Services
 from app.services.search import SearchRequest
@@ -56,12 +56,14 @@ async def _parsed(
 ) -> SearchRequest:
     """The body decoded and parsed, in the CPU pool when it is large: both steps cost time
     in proportion to its numbers (long vectors, sparse vectors, many prefetches), which a
-    body of tens of megabytes would spend on the event loop."""
-
-    def parsed() -> SearchRequest:
-        return parse_body(_decode(body, kind))
-
-    return parsed() if len(body) < LARGE_BODY else await services.cpu.run(parsed)
+    body of tens of megabytes would spend on the event loop. A query's Documents are
+    embedded in between, as the route does."""
+    large = len(body) >= LARGE_BODY
+    decoded = await services.cpu.run(_decode, body, kind) if large else _decode(body, kind)
+    found = documents.in_query(decoded) if isinstance(decoded, schemas.Prefetch) else None
+    if found:
+        await found.embed(services.embedding)
+    return await services.cpu.run(parse_body, decoded) if large else parse_body(decoded)
 
 
 ROUTES: dict[str, Answer] = {"/points/query": _query, "/points/search": _search}

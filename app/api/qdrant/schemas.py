@@ -46,7 +46,7 @@ class PointStruct(Body):
 
 class PointsBatch(Body):
     ids: list[int | str]
-    vectors: list[list[float]] | dict[str, Any]
+    vectors: list[Any] | dict[str, Any]  # vectors or Documents (app/api/qdrant/documents.py)
     payloads: list[dict[str, Any] | None] | None = None
 
 
