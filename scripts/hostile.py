@@ -4,7 +4,8 @@ the right answer), none a 5xx, and none may hold up light requests sent meanwhil
     .venv/bin/python scripts/hostile.py --url http://127.0.0.1:6333 [--api-key KEY] [-k CASE]
 
 It creates Qdrant collections `hostile_q` and `hostile_big` (5000 points of 384 dimensions)
-and an Upstash index `hostile_u`, all made anew each run, and sends each case below while
+and Upstash indexes `hostile_u` and `hostile_text` (with both embedding models), all made
+anew each run, and sends each case below while
 threads keep sending a light request (`GET /collections/hostile_q/exists`) on four other
 connections, so that every worker of a server with up to four gets some. It prints one line a
 case: the status, the seconds it took, the slowest light request meanwhile, and whether the
@@ -30,6 +31,8 @@ import httpx
 Q = "hostile_q"
 U = "hostile_u"
 BIG = "hostile_big"  # 384 dimensions, like MiniLM embeddings
+TEXT = "hostile_text"  # an Upstash index with both embedding models
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BIG_POINTS = 5000
 LIGHT_CONNECTIONS = 4  # at least as many as the server has workers
 
@@ -86,6 +89,8 @@ def cases() -> list[Case]:
     up = f"/upstash/{U}"
     long_name = "n" * 3000
     huge = list(range(1_000_000))
+    text = f"/upstash/{TEXT}"
+    words = " ".join(f"w{i % 5000}" for i in range(1_000_000))  # 6.9 MB of text
     return [
         # 1. filters whose compilation used to block the event loop
         Case(
@@ -420,6 +425,45 @@ def cases() -> list[Case]:
             f"{up}/upsert",
             [{"id": "s", "vector": [0.1, 0.2], "sparseVector": {"indices": [1], "values": [1]}}],
         ),
+        # 6. text models: long texts and many of them are embedded off the event loop
+        Case("upstash query-data of 7 MB", "POST", f"{text}/query-data", {"data": words}, (200,)),
+        Case(
+            "upstash upsert-data of 7 MB",
+            "POST",
+            f"{text}/upsert-data",
+            [{"id": "long", "data": words}],
+            expect=(200,),
+        ),
+        Case(
+            "upstash upsert-data of 500 texts",
+            "POST",
+            f"{text}/upsert-data",
+            [
+                {"id": f"t{i}", "data": f"passage number {i} about item {i % 17}"}
+                for i in range(500)
+            ],
+            expect=(200,),
+        ),
+        Case(
+            "qdrant 500 documents",
+            "PUT",
+            f"{big}?wait=true",
+            {
+                "points": [
+                    {"id": 10_000 + i, "vector": {"text": f"document {i}", "model": MINILM}}
+                    for i in range(500)
+                ]
+            },
+            expect=(200,),
+        ),
+        Case(
+            "qdrant document of an unknown model",
+            "POST",
+            f"{big}/query",
+            {"query": {"text": "x", "model": "openai/text-embedding-3-large"}},
+        ),
+        Case("upstash data without a model", "POST", f"{up}/query-data", {"data": "x"}),
+        Case("upstash empty data", "POST", f"{text}/query-data", {"data": ""}),
     ]
 
 
@@ -491,6 +535,9 @@ def prepare(http: httpx.Client) -> None:
             },
         )
     )
+    http.delete(f"/collections/{TEXT}")
+    models = {"embeddingModel": MINILM, "sparseEmbeddingModel": "BM25"}
+    must(http.put(f"/upstash/{TEXT}", json=models))
     created = http.put(f"/upstash/{U}", json={"dimension": 2, "similarityFunction": "COSINE"})
     if created.status_code not in (200, 409):
         must(created)
