@@ -103,3 +103,14 @@ def test_safetensors_reader_roundtrip(tmp_path: Path) -> None:
 def test_long_texts_tokenize_as_the_whole_text_does(model: minilm.MiniLM, text: str) -> None:
     """Long texts are tokenized by prefixes (fast); the ids are the whole text's."""
     assert model.tokenize([text]) == [model.tokenizer.encode(text).ids]
+
+
+def test_batches_of_long_texts_are_smaller() -> None:
+    """A batch's attention scores stay under ATTENTION_BYTES: long texts go fewer at a time."""
+    lengths = [20] * 40 + [256] * 40
+    batches = minilm._batches(list(range(80)), lengths, 32)
+    assert sorted(i for b in batches for i in b) == list(range(80))
+    for rows in batches:
+        width = max(lengths[i] for i in rows)
+        assert len(rows) == 1 or len(rows) * minilm.HEADS * width**2 * 4 <= minilm.ATTENTION_BYTES
+    assert len(batches[0]) == 32
