@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--out", default=str(REPO / "results" / "bench_embed.json"))
+    parser.add_argument("--out", default=str(REPO / "bench-out" / "bench_embed.json"))
     args = parser.parse_args()
     shared = Path(args.shared)
     texts = passages(shared, args.passages)
@@ -177,7 +177,7 @@ def main() -> None:
         row = throughput(texts, batch, args.rounds)
         result["throughput"].append(row)
         print(json.dumps(row))
-    log = REPO / "results" / "bench_embed_server.log"
+    log = REPO / "bench-out" / "bench_embed_server.log"
     result["served"] = served(args.pg, texts, queries(shared, args.queries), log)
     print(json.dumps(result["served"]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
