@@ -159,6 +159,69 @@ def test_session_rows_are_inspectable_in_sql(servers, database_url: str) -> None
     assert found["mode"] in ("exact", "graph") and found["max_idle_seconds"] == 3600
 
 
+def timed_page(url: str, handle: str, limit: int) -> tuple[list[dict], str]:
+    """A next page and its Server-Timing header (the stages the service timed)."""
+    response = httpx.post(
+        f"{url}/collections/res/points/query/resumable/{handle}/next",
+        json={"limit": limit},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["result"]["points"], response.headers["server-timing"]
+
+
+def count(url: str) -> int:
+    """The points in the collection now (earlier tests delete and add some)."""
+    response = httpx.post(f"{url}/collections/res/points/count", json={"exact": True})
+    return response.json()["result"]["count"]
+
+
+@pytest.fixture(scope="module")
+def second(servers):
+    """Another worker process on the same database (its own live sessions)."""
+    return servers["factory"](env=SETTINGS)
+
+
+def test_the_worker_holding_a_session_continues_it_without_the_row_lock(servers) -> None:
+    """Served from memory: one conditional UPDATE, no `SELECT … FOR UPDATE` (no `lock`)."""
+    url = servers["first"].url
+    handle, _ = start(url, clustered(1, seed=20)[0])
+    for _ in range(3):
+        points, timing = timed_page(url, handle, 10)
+        assert len(points) == 10
+        assert "engine;" in timing and "write;" in timing and "lock;" not in timing
+
+
+def test_a_stale_worker_finds_the_row_moved_on_and_pages_from_the_row(servers, second) -> None:
+    """Pages alternate between two workers that each keep the session: every time, the
+    worker's own engine is one version behind the row (the other worker served the last
+    page), so its page is dropped and served again from the locked row. No point twice,
+    every point by the end."""
+    first = servers["first"]
+    handle, page = start(first.url, clustered(1, seed=21)[0], limit=100)
+    seen = [p["id"] for p in page]
+    timings = []
+    for turn in range(N_POINTS):
+        points, timing = timed_page((second.url, first.url)[turn % 2], handle, 100)
+        if not points:
+            break
+        seen.extend(p["id"] for p in points)
+        timings.append(timing)
+    assert len(seen) == len(set(seen)) == count(first.url)
+    assert len(timings) > 4 and all("lock;" in timing for timing in timings)
+
+
+def test_two_workers_racing_on_one_handle_share_the_results(servers, second) -> None:
+    urls = [servers["first"].url, second.url]
+    handle, first = start(urls[0], clustered(1, seed=22)[0], limit=1)
+    with ThreadPoolExecutor(6) as pool:
+        pages = list(pool.map(lambda turn: next_page(urls[turn % 2], handle, 25), range(24)))
+    ids = [p["id"] for page in pages for p in page] + [p["id"] for p in first]
+    assert len(ids) == len(set(ids)) == 601
+    rest = read_all(urls, handle, [], limit=500)
+    assert len(set(ids) | set(rest)) == len(ids) + len(rest) == count(urls[0])
+
+
 # ----------------------------------------------------------------- Upstash SDK
 
 

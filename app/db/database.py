@@ -36,6 +36,14 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which each statement commits by itself: no BEGIN or COMMIT
+        round trips, for work whose every write is one atomic statement."""
+        with _nul_is_bad_input():
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read-only REPEATABLE READ transaction: every query sees the same snapshot."""
         with _nul_is_bad_input():

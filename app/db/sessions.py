@@ -30,6 +30,28 @@ async def advance(conn: AsyncConnection, session_id: uuid.UUID, values: dict[str
     await conn.execute(sa.update(sessions).where(sessions.c.id == session_id).values(**values))
 
 
+async def advance_from(
+    conn: AsyncConnection,
+    session_id: uuid.UUID,
+    emitted: int,
+    now: datetime,
+    values: dict[str, Any],
+) -> bool:
+    """Advance the row if it is still at version `emitted` and not expired, in one
+    statement; False if another page (on any worker), a stop or the expiry came first.
+    A concurrent locked page makes this wait for its commit, then find the version gone."""
+    stmt = (
+        sa.update(sessions)
+        .where(
+            sessions.c.id == session_id,
+            sessions.c.emitted == emitted,
+            sessions.c.expires_at > now,
+        )
+        .values(**values)
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
 async def delete(conn: AsyncConnection, session_id: uuid.UUID) -> bool:
     stmt = sa.delete(sessions).where(sessions.c.id == session_id)
     return (await conn.execute(stmt)).rowcount > 0

@@ -18,8 +18,10 @@ may or may not appear, never twice).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 import uuid
 import zlib
 from collections import OrderedDict
@@ -27,10 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from weakref import WeakValueDictionary
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import stages
 from app.db import repository
 from app.db import sessions as rows
 from app.db.database import Database
@@ -49,6 +53,7 @@ from app.services.filtering import FilterGate, no_gate
 from app.services.payloads import PayloadSelector, VectorSelector
 from app.services.points import Record, attach_vectors, check_vector, parse_point_id
 from app.services.search import Fusion
+from app.stages import stage
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +134,21 @@ class LiveQuery:
     emitted: int  # pages' results this engine has produced: valid while equal to the row's
 
 
+@dataclass(slots=True)
+class WarmSession:
+    """A session as this worker left it after serving it: the live engine and what the
+    row held then, enough to serve the next page without reading the row (`emitted` is the
+    row version a page from here must find, or another worker has moved the session on)."""
+
+    live: LiveQuery
+    spec: SessionSpec
+    owner: str
+    collection_id: int
+    namespace_id: int
+    max_idle: int
+    seqs: bytes  # the row's `emitted_seqs`
+
+
 def encode_seqs(seqs: np.ndarray) -> bytes:
     """Sorted unique seqs as zlib-compressed deltas (a few bytes per id)."""
     seqs = np.asarray(seqs, dtype=np.int64)
@@ -182,7 +202,9 @@ class SessionService:
         self.max_sessions = max_sessions
         self.max_sessions_per_key = max_sessions_per_key
         self.cache_size = cache_size
-        self._live: OrderedDict[uuid.UUID, LiveQuery] = OrderedDict()
+        self._live: OrderedDict[uuid.UUID, WarmSession] = OrderedDict()
+        # One page at a time per handle in this worker (the row version orders workers).
+        self._turns: WeakValueDictionary[uuid.UUID, asyncio.Lock] = WeakValueDictionary()
         self.counters = counters  # sessions started, by engine mode
         for mode in ("exact", "graph"):
             counters.add(MODES, mode, 0)
@@ -203,37 +225,46 @@ class SessionService:
         now = datetime.now(UTC)
         session_id = uuid.uuid4()
         async with self.db.begin() as conn:
-            await self._refuse_if_full(conn, now, owner)  # spares the page of a start refused
+            with stage("caps"):
+                await self._refuse_if_full(conn, now, owner)  # spares the page of a refused start
             start_seq = self._start_seq(collection, namespace_id, spec)
-            gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
-            live = await self._opened(collection, namespace_id, spec, gate, start_seq, b"", b"")
+            with stage("open"):
+                gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
+                live = await self._opened(collection, namespace_id, spec, gate, start_seq, b"", b"")
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
-            state = await self.cpu.run(live.engine.state)
-            await rows.lock_starts(conn)
-            await self._refuse_if_full(conn, now, owner)  # exact now: see lock_starts
-            await rows.insert(
-                conn,
-                {
-                    "id": session_id,
-                    "collection_id": collection.id,
-                    "namespace_id": namespace_id,
-                    "vector_name": spec.vector_name,
-                    "dialect": spec.dialect,
-                    "request": spec.frozen(),
-                    "mode": live.engine.mode,
-                    "state": state,
-                    "emitted": live.emitted,
-                    "emitted_seqs": encode_seqs(np.unique(emitted_seqs)),
-                    "start_seq": start_seq,
-                    "max_idle_seconds": max_idle,
-                    "owner_key": owner,
-                    "created_at": now,
-                    "last_touched": now,
-                    "expires_at": now + timedelta(seconds=max_idle),
-                },
-            )
+            with stage("park"):
+                state = await self.cpu.run(live.engine.state)
+                seqs = encode_seqs(np.unique(emitted_seqs))
+            with stage("caps"):
+                await rows.lock_starts(conn)
+                await self._refuse_if_full(conn, now, owner)  # exact now: see lock_starts
+            with stage("write"):
+                await rows.insert(
+                    conn,
+                    {
+                        "id": session_id,
+                        "collection_id": collection.id,
+                        "namespace_id": namespace_id,
+                        "vector_name": spec.vector_name,
+                        "dialect": spec.dialect,
+                        "request": spec.frozen(),
+                        "mode": live.engine.mode,
+                        "state": state,
+                        "emitted": live.emitted,
+                        "emitted_seqs": seqs,
+                        "start_seq": start_seq,
+                        "max_idle_seconds": max_idle,
+                        "owner_key": owner,
+                        "created_at": now,
+                        "last_touched": now,
+                        "expires_at": now + timedelta(seconds=max_idle),
+                    },
+                )
+            committing = time.perf_counter()
+        stages.since("commit", committing)
         self.counters.add(MODES, live.engine.mode)
-        self._remember(session_id, live)
+        warm = WarmSession(live, spec, owner, collection.id, namespace_id, max_idle, seqs)
+        self._remember(session_id, warm)
         return str(session_id), records
 
     def _start_seq(self, collection: Collection, namespace_id: int, spec: SessionSpec) -> int:
@@ -319,12 +350,82 @@ class SessionService:
     # -------------------------------------------------------------------- next
 
     async def next(self, session_id: str, k: int, owner: str, collection_name: str) -> list[Record]:
-        """The next k results, [] once the query is exhausted."""
+        """The next k results, [] once the query is exhausted.
+
+        A session this worker served last is continued from memory, and its row advanced by
+        one conditional UPDATE (`emitted` as the version): no row lock, no read of the row.
+        If the row has moved on (another worker served a page, or the session ended or
+        expired), that page is dropped unreturned and the page is computed again from the
+        locked row, as for a session this worker does not hold.
+        """
         _check_page(k)
         key = _parse_handle(session_id)
+        async with self._turn(key):
+            warm = self._live.get(key)
+            if warm is not None:
+                records = await self._warm_page(key, warm, k, owner, collection_name)
+                if records is not None:
+                    return records
+                self._live.pop(key, None)
+            return await self._locked_page(key, k, owner, collection_name)
+
+    def _turn(self, key: uuid.UUID) -> asyncio.Lock:
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = asyncio.Lock()
+        return turn
+
+    async def _warm_page(
+        self, key: uuid.UUID, warm: WarmSession, k: int, owner: str, collection_name: str
+    ) -> list[Record] | None:
+        """The next page from this worker's engine; None when the row is no longer the
+        one this worker left (the engine has then moved on and must be dropped)."""
+        collection = self.catalog.find(collection_name)
+        if (
+            warm.owner != owner
+            or collection is None
+            or collection.id != warm.collection_id
+            or warm.namespace_id not in collection.namespaces.values()
+        ):
+            raise _not_found()
+        live = warm.live
+        version = live.emitted
+        now = datetime.now(UTC)
+        async with self.db.autocommit() as conn:
+            records, emitted_seqs = await self._page(
+                conn, collection, warm.namespace_id, warm.spec, live, k
+            )
+            with stage("park"):
+                state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
+            with stage("write"):
+                advanced = await rows.advance_from(
+                    conn,
+                    key,
+                    version,
+                    now,
+                    {
+                        "mode": live.engine.mode,
+                        "state": state,
+                        "emitted": live.emitted,
+                        "emitted_seqs": seqs,
+                        "last_touched": now,
+                        "expires_at": now + timedelta(seconds=warm.max_idle),
+                    },
+                )
+        if not advanced:
+            return None
+        warm.seqs = seqs
+        self._live.move_to_end(key)
+        return records
+
+    async def _locked_page(
+        self, key: uuid.UUID, k: int, owner: str, collection_name: str
+    ) -> list[Record]:
+        """The next page computed under the row's lock, from the row."""
         now = datetime.now(UTC)
         async with self.db.begin() as conn:
-            row = await rows.lock(conn, key)
+            with stage("lock"):
+                row = await rows.lock(conn, key)
             collection = self._owned(row, owner, collection_name, now)
             namespace = next(n for n, i in collection.namespaces.items() if i == row.namespace_id)
             spec = SessionSpec.thaw(collection.name, namespace, row)
@@ -332,20 +433,27 @@ class SessionService:
             records, emitted_seqs = await self._page(
                 conn, collection, row.namespace_id, spec, live, k
             )
-            state, seen = await self.cpu.run(_park, live, row.emitted_seqs, emitted_seqs)
-            await rows.advance(
-                conn,
-                key,
-                {
-                    "mode": live.engine.mode,
-                    "state": state,
-                    "emitted": live.emitted,
-                    "emitted_seqs": seen,
-                    "last_touched": now,
-                    "expires_at": now + timedelta(seconds=row.max_idle_seconds),
-                },
-            )
-        self._remember(key, live)
+            with stage("park"):
+                state, seen = await self.cpu.run(_park, live, row.emitted_seqs, emitted_seqs)
+            with stage("write"):
+                await rows.advance(
+                    conn,
+                    key,
+                    {
+                        "mode": live.engine.mode,
+                        "state": state,
+                        "emitted": live.emitted,
+                        "emitted_seqs": seen,
+                        "last_touched": now,
+                        "expires_at": now + timedelta(seconds=row.max_idle_seconds),
+                    },
+                )
+            committing = time.perf_counter()
+        stages.since("commit", committing)
+        warm = WarmSession(
+            live, spec, owner, row.collection_id, row.namespace_id, row.max_idle_seconds, seen
+        )
+        self._remember(key, warm)
         return records
 
     def _owned(self, row: Any, owner: str, collection_name: str, now: datetime) -> Collection:
@@ -358,10 +466,7 @@ class SessionService:
             or collection.id != row.collection_id
             or row.namespace_id not in collection.namespaces.values()
         ):
-            raise NotFound(
-                "Resumable query not found: it was stopped, expired or never existed. "
-                "Start another resumable query."
-            )
+            raise _not_found()
         if row.expires_at <= now:
             raise NotFound(
                 "Resumable query expired: it was idle for longer than its max idle time. "
@@ -378,12 +483,13 @@ class SessionService:
         spec: SessionSpec,
     ) -> LiveQuery:
         cached = self._live.get(key)
-        if cached is not None and cached.emitted == row.emitted:
-            return cached
-        gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
-        live = await self._opened(
-            collection, row.namespace_id, spec, gate, row.start_seq, row.state, row.emitted_seqs
-        )
+        if cached is not None and cached.live.emitted == row.emitted:
+            return cached.live
+        with stage("open"):
+            gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
+            live = await self._opened(
+                collection, row.namespace_id, spec, gate, row.start_seq, row.state, row.emitted_seqs
+            )
         live.emitted = row.emitted
         return live
 
@@ -437,14 +543,16 @@ class SessionService:
         records: list[Record] = []
         consumed: list[int] = []
         while len(records) < k:
-            hits = await self.cpu.run(live.engine.next, k - len(records))
+            with stage("engine"):
+                hits = await self.cpu.run(live.engine.next, k - len(records))
             if not hits:
                 break
             live.emitted += len(hits)
             consumed.extend(seq for pid, _ in hits for seq in seqs_of(pid))
-            records.extend(
-                await self._records(conn, collection, namespace_id, spec, live.gate, hits)
-            )
+            with stage("points"):
+                records.extend(
+                    await self._records(conn, collection, namespace_id, spec, live.gate, hits)
+                )
         return records, np.asarray(consumed, dtype=np.int64)
 
     def _seqs_of(
@@ -529,8 +637,8 @@ class SessionService:
             check_vector(collection, vector_name, [])  # raises the unknown-name error
         return self.registry.ensure(namespace_id, vector_name, params)
 
-    def _remember(self, key: uuid.UUID, live: LiveQuery) -> None:
-        self._live[key] = live
+    def _remember(self, key: uuid.UUID, warm: WarmSession) -> None:
+        self._live[key] = warm
         self._live.move_to_end(key)
         while len(self._live) > self.cache_size:
             self._live.popitem(last=False)
@@ -562,6 +670,13 @@ def _kept(
         keep &= np.fromiter((pid in gate.matching for pid in ids), bool, len(ids))
     positions = np.flatnonzero(keep)
     return [ids[i] for i in positions.tolist()], scores[positions], seqs[positions]
+
+
+def _not_found() -> NotFound:
+    return NotFound(
+        "Resumable query not found: it was stopped, expired or never existed. "
+        "Start another resumable query."
+    )
 
 
 def _check_page(k: int) -> None:
