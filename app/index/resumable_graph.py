@@ -133,6 +133,11 @@ class GraphWalk:
         self.batch = batch
         self.seeds = seeds
         self.status = np.zeros(len(match), dtype=np.uint8)
+        # The expanded and the emitted rows as well, in the order they came: a state export
+        # on every page reads them instead of scanning `status` (every row of the segment).
+        self._expanded: list[np.ndarray] = []
+        self._emitted: list[np.ndarray] = []
+        self._emitted_since: list[int] = []  # emitted after the last `emitted()`
         self.frontier = Frontier()
         self.window: list[Hit] = []  # sorted, at most `capacity`
         self.overflow: list[Hit] = []  # heap of expanded pending rows
@@ -198,7 +203,10 @@ class GraphWalk:
         walk.emissions, walk.expansions = state.walked, len(state.expanded)
         walk._grow_window()
         walk._rediscover(state)
-        walk.status[emitted_rows(state, match)] |= EMITTED
+        walk._expanded = [state.expanded]
+        emitted = emitted_rows(state, match)
+        walk.status[emitted] |= EMITTED
+        walk._emitted = [emitted]
         unexpanded = np.flatnonzero(walk.status & (DISCOVERED | EXPANDED) == DISCOVERED)
         walk.frontier.push(walk._fast_keys(unexpanded), unexpanded)
         walk._restore_pending(state.pending)
@@ -233,13 +241,18 @@ class GraphWalk:
         return out, False
 
     def emitted(self) -> np.ndarray:
-        """Rows emitted so far (for the switch to EXACT)."""
-        return np.flatnonzero(self.status & EMITTED)
+        """Rows emitted so far, each once (for the switch to EXACT)."""
+        if self._emitted_since:
+            self._emitted.append(np.array(self._emitted_since, dtype=np.int64))
+            self._emitted_since = []
+        self._emitted = [_joined(self._emitted)]
+        return self._emitted[0]
 
     def export(self, common: QueryState) -> QueryState:
         """`common` (the query's header fields) completed with this walk's compact state."""
         status = self.status
         pending = [row for _, row in self.window] + [row for _, row in self.overflow]
+        emitted = self.emitted()
         return replace(
             common,
             mode=Mode.GRAPH,
@@ -247,11 +260,15 @@ class GraphWalk:
             walked=self.emissions,
             teleported=self.teleported,
             batch=self.batch,
-            expanded=np.flatnonzero(status & EXPANDED),
+            expanded=self._expanded_rows(),
             pending=np.array(pending, dtype=np.int64),
             seeds=self.seeds[status[self.seeds] & EXPANDED == 0],  # expanded ones: in E
-            emitted_unexpanded=np.flatnonzero(status & (EMITTED | EXPANDED) == EMITTED),
+            emitted_unexpanded=emitted[status[emitted] & EXPANDED == 0],
         )
+
+    def _expanded_rows(self) -> np.ndarray:
+        self._expanded = [_joined(self._expanded)]  # later pages add to one array
+        return self._expanded[0]
 
     def _expand(self) -> None:
         """Expand the nearest frontier node, and up to `batch` - 1 more within the window."""
@@ -259,6 +276,7 @@ class GraphWalk:
         popped = self.frontier.pop_upto(self.batch, limit)
         rows = np.array([row for _, row in popped], dtype=np.int64)
         self.status[rows] |= EXPANDED
+        self._expanded.append(rows)
         self.expansions += len(rows)
         found = self._level0.neighbours(rows)
         if len(rows) > 1:
@@ -328,6 +346,7 @@ class GraphWalk:
             ties = takewhile(lambda i: window[i][0] == window[0][0], range(len(window)))
             first = min(ties, key=lambda i: id_order(self._segment._ids[window[i][1]]))
         key, row = window.pop(first)
+        self._emitted_since.append(row)
         self.emissions += 1
         self._grow_window()
         self.status[row] = (self.status[row] | EMITTED) & ~np.uint8(PENDING)
@@ -371,6 +390,13 @@ class GraphWalk:
         self.overflow = list(zip(keys[rest].tolist(), rows[rest].tolist(), strict=True))
         self.status[rows[window]] |= PENDING
         self.status[rows[rest]] |= PENDING
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Row numbers kept in several arrays, as one int64 array."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def emitted_rows(state: QueryState, match: np.ndarray) -> np.ndarray:
