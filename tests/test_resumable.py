@@ -222,6 +222,24 @@ def test_two_workers_racing_on_one_handle_share_the_results(servers, second) -> 
     assert len(set(ids) | set(rest)) == len(ids) + len(rest) == count(urls[0])
 
 
+def test_a_session_without_payload_or_filter_reads_its_pages_from_memory(servers) -> None:
+    """As a plain query does: the same ids, scores and versions as a session reading its
+    points back from PostgreSQL, without the `points` stage."""
+    url = servers["first"].url
+    query = clustered(1, seed=23)[0]
+    bare, bare_first = start(url, query, limit=20, with_payload=False, with_vector=True)
+    full, full_first = start(url, query, limit=20, with_payload=True, with_vector=True)
+    pages = [(bare_first, full_first)]
+    for _ in range(5):
+        points, timing = timed_page(url, bare, 20)
+        assert "engine;" in timing and "points;" not in timing
+        pages.append((points, next_page(url, full, 20)))
+    for mine, theirs in pages:
+        assert all("payload" not in p or p["payload"] is None for p in mine)
+        strip = [{k: p[k] for k in ("id", "score", "version", "vector")} for p in theirs]
+        assert [{k: p[k] for k in ("id", "score", "version", "vector")} for p in mine] == strip
+
+
 # ----------------------------------------------------------------- Upstash SDK
 
 

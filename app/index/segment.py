@@ -183,6 +183,11 @@ class Segment:
         row = self._row_of.get(point_id)
         return None if row is None else int(self._seqs[row])
 
+    def version_of(self, point_id: PointId) -> int | None:
+        """The point's latest write (vector or payload): the `version` results report."""
+        row = self._row_of.get(point_id)
+        return None if row is None else int(self._versions[row])
+
     def max_seq(self) -> int:
         """The newest write this segment holds: a session started now sees writes up to it."""
         with self._lock.reading():

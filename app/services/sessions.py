@@ -549,10 +549,9 @@ class SessionService:
                 break
             live.emitted += len(hits)
             consumed.extend(seq for pid, _ in hits for seq in seqs_of(pid))
-            with stage("points"):
-                records.extend(
-                    await self._records(conn, collection, namespace_id, spec, live.gate, hits)
-                )
+            records.extend(
+                await self._records(conn, collection, namespace_id, spec, live.gate, hits)
+            )
         return records, np.asarray(consumed, dtype=np.int64)
 
     def _seqs_of(
@@ -578,14 +577,18 @@ class SessionService:
         gate: FilterGate,
         hits: list[tuple[PointId, float]],
     ) -> list[Record]:
-        texts = [parse_point_id(pid, collection)[0] for pid, _ in hits]
         raw = spec.dialect == "upstash" and spec.vectors.enabled
+        needs_rows = raw or gate.node is not None or spec.payload.enabled or spec.include_data
+        if not (needs_rows or spec.ranked):
+            return self._from_memory(collection, namespace_id, spec, hits)
+        texts = [parse_point_id(pid, collection)[0] for pid, _ in hits]
         # Stored vectors only when returned as sent, or when the filter may ask which
         # vectors a point has (`has_vector`): otherwise one round trip fewer per page.
         with_vectors = raw or gate.node is not None
-        stored = await repository.select_points(
-            conn, namespace_id, texts, with_vectors=with_vectors
-        )
+        with stage("points"):
+            stored = await repository.select_points(
+                conn, namespace_id, texts, with_vectors=with_vectors
+            )
         segment = None if spec.ranked else self._segment(collection, namespace_id, spec.vector_name)
         out = []
         for (pid, score), text in zip(hits, texts, strict=True):
@@ -609,6 +612,30 @@ class SessionService:
             out.append(record)
         if spec.ranked and not raw:  # from memory, as a plain query returns them
             attach_vectors(self.registry, collection, namespace_id, out, spec.vectors)
+        return out
+
+    def _from_memory(
+        self,
+        collection: Collection,
+        namespace_id: int,
+        spec: SessionSpec,
+        hits: list[tuple[PointId, float]],
+    ) -> list[Record]:
+        """A page of a dense session that needs nothing from PostgreSQL (no payload, data or
+        filter): ids, versions and vectors from the segment, as a plain query takes them. A
+        point deleted since the engine saw it is left out."""
+        segment = self._segment(collection, namespace_id, spec.vector_name)
+        out = []
+        for pid, score in hits:
+            version = segment.version_of(pid)
+            if version is None:
+                continue
+            record = Record(pid, version, score=score)
+            record.extra["ranked"] = False
+            if spec.vectors.enabled:
+                vector = segment.vector(pid)
+                record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
+            out.append(record)
         return out
 
     # --------------------------------------------------------------------- end
