@@ -206,6 +206,10 @@ class SessionService:
         # One page at a time per handle in this worker (the row version orders workers).
         self._turns: WeakValueDictionary[uuid.UUID, asyncio.Lock] = WeakValueDictionary()
         self.counters = counters  # sessions started, by engine mode
+        # Live sessions (all, and by owner) at this worker's last exact count: see
+        # `_far_below_caps`.
+        self._counted_total = 0
+        self._counted: dict[str, int] = {}
         for mode in ("exact", "graph"):
             counters.add(MODES, mode, 0)
 
@@ -225,8 +229,9 @@ class SessionService:
         now = datetime.now(UTC)
         session_id = uuid.uuid4()
         async with self.db.begin() as conn:
-            with stage("caps"):
-                await self._refuse_if_full(conn, now, owner)  # spares the page of a refused start
+            if not self._far_below_caps(owner):
+                with stage("caps"):  # spares the page of a start that would be refused
+                    await self._refuse_if_full(conn, now, owner)
             start_seq = self._start_seq(collection, namespace_id, spec)
             with stage("open"):
                 gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
@@ -237,7 +242,7 @@ class SessionService:
                 seqs = encode_seqs(np.unique(emitted_seqs))
             with stage("caps"):
                 await rows.lock_starts(conn)
-                await self._refuse_if_full(conn, now, owner)  # exact now: see lock_starts
+                await self._refuse_if_full(conn, now, owner, exact=True)  # see lock_starts
             with stage("write"):
                 await rows.insert(
                     conn,
@@ -331,12 +336,17 @@ class SessionService:
             ranking = ranked_engine.fused(singles, fusion.method, fusion.k, fusion.weights)
         return LiveQuery(RankedQuery(ranking, returned), gate, 0)
 
-    async def _refuse_if_full(self, conn: AsyncConnection, now: datetime, owner: str) -> None:
+    async def _refuse_if_full(
+        self, conn: AsyncConnection, now: datetime, owner: str, *, exact: bool = False
+    ) -> None:
         """A 429 when the caps are reached. Exact only under `rows.lock_starts`, which a start
         takes last, just before its insert: the lock serialises every start, so it is not held
         while the first page is computed; a check before that page refuses most starts early.
         """
         total, mine = await rows.count_active(conn, now, owner)
+        if exact:
+            self._counted_total = total + 1
+            self._counted[owner] = mine + 1
         if total >= self.max_sessions:
             raise TooManyRequests(
                 f"Too many active resumable queries ({total}); stop some or wait for them to expire"
@@ -346,6 +356,13 @@ class SessionService:
                 f"Too many active resumable queries for this API key ({mine}); "
                 "stop some or wait for them to expire"
             )
+
+    def _far_below_caps(self, owner: str) -> bool:
+        """Whether the counts of this worker's last start left both caps less than half
+        used: then the early check is skipped, a count spared (the exact check still runs;
+        a start this wrongly lets through to it costs one page computed in vain)."""
+        mine = self._counted.get(owner, self.max_sessions_per_key)
+        return 2 * self._counted_total < self.max_sessions and 2 * mine < self.max_sessions_per_key
 
     # -------------------------------------------------------------------- next
 
@@ -392,11 +409,16 @@ class SessionService:
         version = live.emitted
         now = datetime.now(UTC)
         async with self.db.autocommit() as conn:
-            records, emitted_seqs = await self._page(
-                conn, collection, warm.namespace_id, warm.spec, live, k
-            )
-            with stage("park"):
-                state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
+            if _reads_rows(warm.spec, live.gate):
+                records, emitted_seqs = await self._page(
+                    conn, collection, warm.namespace_id, warm.spec, live, k
+                )
+                with stage("park"):
+                    state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
+            else:
+                segment = self._segment(collection, warm.namespace_id, warm.spec.vector_name)
+                with stage("engine"):
+                    records, state, seqs = await self.cpu.run(_memory_page, segment, warm, k)
             with stage("write"):
                 advanced = await rows.advance_from(
                     conn,
@@ -578,9 +600,9 @@ class SessionService:
         hits: list[tuple[PointId, float]],
     ) -> list[Record]:
         raw = spec.dialect == "upstash" and spec.vectors.enabled
-        needs_rows = raw or gate.node is not None or spec.payload.enabled or spec.include_data
-        if not (needs_rows or spec.ranked):
-            return self._from_memory(collection, namespace_id, spec, hits)
+        if not _reads_rows(spec, gate):
+            segment = self._segment(collection, namespace_id, spec.vector_name)
+            return _from_memory(segment, spec, hits)
         texts = [parse_point_id(pid, collection)[0] for pid, _ in hits]
         # Stored vectors only when returned as sent, or when the filter may ask which
         # vectors a point has (`has_vector`): otherwise one round trip fewer per page.
@@ -614,30 +636,6 @@ class SessionService:
             attach_vectors(self.registry, collection, namespace_id, out, spec.vectors)
         return out
 
-    def _from_memory(
-        self,
-        collection: Collection,
-        namespace_id: int,
-        spec: SessionSpec,
-        hits: list[tuple[PointId, float]],
-    ) -> list[Record]:
-        """A page of a dense session that needs nothing from PostgreSQL (no payload, data or
-        filter): ids, versions and vectors from the segment, as a plain query takes them. A
-        point deleted since the engine saw it is left out."""
-        segment = self._segment(collection, namespace_id, spec.vector_name)
-        out = []
-        for pid, score in hits:
-            version = segment.version_of(pid)
-            if version is None:
-                continue
-            record = Record(pid, version, score=score)
-            record.extra["ranked"] = False
-            if spec.vectors.enabled:
-                vector = segment.vector(pid)
-                record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
-            out.append(record)
-        return out
-
     # --------------------------------------------------------------------- end
 
     async def end(self, session_id: str, owner: str, collection_name: str) -> None:
@@ -669,6 +667,52 @@ class SessionService:
         self._live.move_to_end(key)
         while len(self._live) > self.cache_size:
             self._live.popitem(last=False)
+
+
+def _reads_rows(spec: SessionSpec, gate: FilterGate) -> bool:
+    """Whether a session's pages read their points back from PostgreSQL: for payloads,
+    data, vectors as sent (Upstash) or a filter's re-check. Sparse and fused sessions always
+    do (their versions and vectors are not in one segment)."""
+    raw = spec.dialect == "upstash" and spec.vectors.enabled
+    needs = spec.payload.enabled or spec.include_data or raw or gate.node is not None
+    return needs or spec.ranked
+
+
+def _from_memory(
+    segment: Segment, spec: SessionSpec, hits: list[tuple[PointId, float]]
+) -> list[Record]:
+    """A page of a dense session that needs nothing from PostgreSQL: ids, versions and
+    vectors from the segment, as a plain query takes them. A point deleted since the engine
+    saw it is left out."""
+    out = []
+    for pid, score in hits:
+        version = segment.version_of(pid)
+        if version is None:
+            continue
+        record = Record(pid, version, score=score)
+        record.extra["ranked"] = False
+        if spec.vectors.enabled:
+            vector = segment.vector(pid)
+            record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
+        out.append(record)
+    return out
+
+
+def _memory_page(segment: Segment, warm: WarmSession, k: int) -> tuple[list[Record], bytes, bytes]:
+    """A whole page of a session read from memory, engine to encoded state, in one pool job
+    (a hop to the pool and back costs about as much as encoding the state)."""
+    live = warm.live
+    records: list[Record] = []
+    consumed: list[int] = []
+    while len(records) < k:
+        hits = live.engine.next(k - len(records))
+        if not hits:
+            break
+        live.emitted += len(hits)
+        consumed.extend(seq for pid, _ in hits if (seq := segment.seq_of(pid)) is not None)
+        records.extend(_from_memory(segment, warm.spec, hits))
+    state, seqs = _park(live, warm.seqs, np.asarray(consumed, dtype=np.int64))
+    return records, state, seqs
 
 
 def _allowing(
