@@ -20,3 +20,23 @@ def test_pages_merge_into_the_sorted_set_without_duplicates() -> None:
 
 def test_an_empty_blob_starts_the_set() -> None:
     assert decode_seqs(add_seqs(b"", np.array([5, 3, 5]))).tolist() == [3, 5]
+
+
+def test_seqs_round_trip_small_and_large() -> None:
+    for seqs in ([], [1], [3, 7, 2**40, 2**62 + 5], list(range(1, 5000, 3))):
+        blob = encode_seqs(np.array(seqs, dtype=np.int64))
+        assert decode_seqs(blob).tolist() == seqs
+
+
+def test_rows_written_in_the_first_format_still_decode() -> None:
+    """Before byte planes, the blob was zlib over the plain int64 deltas."""
+    import zlib
+
+    old = zlib.compress(np.diff(np.array([0, 4, 9, 100], dtype=np.int64)).tobytes(), 1)
+    assert decode_seqs(old).tolist() == [4, 9, 100]
+    assert decode_seqs(add_seqs(old, np.array([5]))).tolist() == [4, 5, 9, 100]
+
+
+def test_ten_thousand_seqs_of_a_100k_collection_fit_in_7_5_kb() -> None:
+    seqs = np.sort(np.random.default_rng(1).choice(100_000, 10_000, replace=False) + 1)
+    assert len(encode_seqs(seqs)) <= 7_500

@@ -149,15 +149,30 @@ class WarmSession:
     seqs: bytes  # the row's `emitted_seqs`
 
 
+PLANES = b"\x01"  # the byte opening a blob of byte planes (a bare zlib stream opens 0x78)
+
+
 def encode_seqs(seqs: np.ndarray) -> bytes:
-    """Sorted unique seqs as zlib-compressed deltas (a few bytes per id)."""
+    """Sorted unique seqs as deltas split into eight byte planes, zlib-compressed.
+
+    The deltas are small (a session's points are a sample of the collection's writes), so
+    their high bytes are zeros: in planes they are long runs zlib all but deletes, where
+    interleaved they cost about a byte each. 10,000 seqs of a 100k collection: 7.1 KB,
+    against 12.8 KB for the plain int64 deltas. Level 1: the set is rewritten every page.
+    """
     seqs = np.asarray(seqs, dtype=np.int64)
-    deltas = np.diff(np.concatenate([[0], seqs])).astype(np.int64)
-    return zlib.compress(deltas.tobytes(), 1)  # rewritten every page: speed over size
+    deltas = np.diff(np.concatenate([[0], seqs])).astype("<u8")
+    planes = np.ascontiguousarray(deltas.view(np.uint8).reshape(-1, 8).T)
+    return PLANES + zlib.compress(planes.tobytes(), 1)
 
 
 def decode_seqs(blob: bytes) -> np.ndarray:
-    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
+    """The seqs of `encode_seqs`, or of the plain int64 deltas rows written before it."""
+    if blob[:1] != PLANES:
+        return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
+    planes = np.frombuffer(zlib.decompress(blob[1:]), dtype=np.uint8).reshape(8, -1)
+    deltas = np.ascontiguousarray(planes.T).view("<u8").ravel()
+    return np.cumsum(deltas.astype(np.int64))
 
 
 def add_seqs(blob: bytes, new: np.ndarray) -> bytes:
