@@ -1,15 +1,16 @@
 """Resumable queries as PostgreSQL rows: start, next page, end, and the idle reaper.
 
-A session freezes its request (vector, filter, include flags) at start. Every page is
-computed while the session row is locked (`SELECT … FOR UPDATE`), and the new engine state
-is written in the same transaction, so concurrent `next` calls on one handle queue up and
-any worker, or a restarted server, continues from the row.
+A session freezes its request (vector, filter, include flags) at start. Every page leaves
+the new engine state in the row, so any worker, or a restarted server, continues from it.
 
-Each worker keeps the live engines of recent sessions in an LRU; an entry is used only when
-it has produced exactly the pages the row records, otherwise the engine is rebuilt from the
-row. Where the frontier state cannot apply (another worker's or a rebuilt segment: row
-numbers and graphs differ between instances), the session continues as an exact scan that
-excludes every point already returned, by write seq: the same on every worker.
+Each worker keeps the live engines of recent sessions in an LRU. The worker that served a
+session's last page serves the next from its engine and advances the row only if the row is
+still at the version it left (`emitted`); otherwise, and on any other worker, the page is
+computed while the row is locked (`SELECT … FOR UPDATE`) from an engine rebuilt from the
+row, so pages on one handle never overlap. Where the frontier state cannot apply (another
+worker's or a rebuilt segment: row numbers and graphs differ between instances), the session
+continues as an exact scan that excludes every point already returned, by write seq: the
+same on every worker.
 
 Invariants: no point twice; only points alive and matching when returned; reading until
 empty returns every matching point that existed throughout (points written after the start
@@ -184,6 +185,20 @@ def add_seqs(blob: bytes, new: np.ndarray) -> bytes:
     present = at < len(seen)
     present[present] = seen[at[present]] == new[present]
     return encode_seqs(np.insert(seen, at[~present], new[~present]))
+
+
+def _advanced(
+    live: LiveQuery, state: bytes, seqs: bytes, now: datetime, max_idle: int
+) -> dict[str, Any]:
+    """The columns a page changes in its session row."""
+    return {
+        "mode": live.engine.mode,
+        "state": state,
+        "emitted": live.emitted,
+        "emitted_seqs": seqs,
+        "last_touched": now,
+        "expires_at": now + timedelta(seconds=max_idle),
+    }
 
 
 def _park(live: LiveQuery, stored: bytes, page_seqs: np.ndarray) -> tuple[bytes, bytes]:
@@ -412,42 +427,21 @@ class SessionService:
     ) -> list[Record] | None:
         """The next page from this worker's engine; None when the row is no longer the
         one this worker left (the engine has then moved on and must be dropped)."""
-        collection = self.catalog.find(collection_name)
-        if (
-            warm.owner != owner
-            or collection is None
-            or collection.id != warm.collection_id
-            or warm.namespace_id not in collection.namespaces.values()
-        ):
-            raise _not_found()
+        collection = self._collection_of(
+            warm.owner, warm.collection_id, warm.namespace_id, owner, collection_name
+        )
         live = warm.live
         version = live.emitted
         now = datetime.now(UTC)
         async with self.db.autocommit() as conn:
-            if _reads_rows(warm.spec, live.gate):
-                records, emitted_seqs = await self._page(
-                    conn, collection, warm.namespace_id, warm.spec, live, k
-                )
-                with stage("park"):
-                    state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
-            else:
-                segment = self._segment(collection, warm.namespace_id, warm.spec.vector_name)
-                with stage("engine"):
-                    records, state, seqs = await self.cpu.run(_memory_page, segment, warm, k)
+            records, emitted_seqs = await self._page(
+                conn, collection, warm.namespace_id, warm.spec, live, k
+            )
+            with stage("park"):
+                state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
             with stage("write"):
                 advanced = await rows.advance_from(
-                    conn,
-                    key,
-                    version,
-                    now,
-                    {
-                        "mode": live.engine.mode,
-                        "state": state,
-                        "emitted": live.emitted,
-                        "emitted_seqs": seqs,
-                        "last_touched": now,
-                        "expires_at": now + timedelta(seconds=warm.max_idle),
-                    },
+                    conn, key, version, now, _advanced(live, state, seqs, now, warm.max_idle)
                 )
         if not advanced:
             return None
@@ -466,7 +460,7 @@ class SessionService:
             collection = self._owned(row, owner, collection_name, now)
             namespace = next(n for n, i in collection.namespaces.items() if i == row.namespace_id)
             spec = SessionSpec.thaw(collection.name, namespace, row)
-            live = await self._live_query(conn, key, row, collection, spec)
+            live = await self._reopened(conn, row, collection, spec)
             records, emitted_seqs = await self._page(
                 conn, collection, row.namespace_id, spec, live, k
             )
@@ -474,16 +468,7 @@ class SessionService:
                 state, seen = await self.cpu.run(_park, live, row.emitted_seqs, emitted_seqs)
             with stage("write"):
                 await rows.advance(
-                    conn,
-                    key,
-                    {
-                        "mode": live.engine.mode,
-                        "state": state,
-                        "emitted": live.emitted,
-                        "emitted_seqs": seen,
-                        "last_touched": now,
-                        "expires_at": now + timedelta(seconds=row.max_idle_seconds),
-                    },
+                    conn, key, _advanced(live, state, seen, now, row.max_idle_seconds)
                 )
             committing = time.perf_counter()
         stages.since("commit", committing)
@@ -495,15 +480,11 @@ class SessionService:
 
     def _owned(self, row: Any, owner: str, collection_name: str, now: datetime) -> Collection:
         """The session's collection, or the error a stopped, expired or foreign handle gets."""
-        collection = self.catalog.find(collection_name)
-        if (
-            row is None
-            or row.owner_key != owner
-            or collection is None
-            or collection.id != row.collection_id
-            or row.namespace_id not in collection.namespaces.values()
-        ):
+        if row is None:
             raise _not_found()
+        collection = self._collection_of(
+            row.owner_key, row.collection_id, row.namespace_id, owner, collection_name
+        )
         if row.expires_at <= now:
             raise NotFound(
                 "Resumable query expired: it was idle for longer than its max idle time. "
@@ -511,17 +492,31 @@ class SessionService:
             )
         return collection
 
-    async def _live_query(
+    def _collection_of(
         self,
-        conn: AsyncConnection,
-        key: uuid.UUID,
-        row: Any,
-        collection: Collection,
-        spec: SessionSpec,
+        session_owner: str,
+        collection_id: int,
+        namespace_id: int,
+        owner: str,
+        collection_name: str,
+    ) -> Collection:
+        """The session's collection, if `owner` asks for it under its name and its namespace
+        still exists; else the not-found error (a foreign handle looks like no handle)."""
+        collection = self.catalog.find(collection_name)
+        if (
+            session_owner != owner
+            or collection is None
+            or collection.id != collection_id
+            or namespace_id not in collection.namespaces.values()
+        ):
+            raise _not_found()
+        return collection
+
+    async def _reopened(
+        self, conn: AsyncConnection, row: Any, collection: Collection, spec: SessionSpec
     ) -> LiveQuery:
-        cached = self._live.get(key)
-        if cached is not None and cached.live.emitted == row.emitted:
-            return cached.live
+        """The session's engine rebuilt from its row (a worker holding the session live
+        serves its pages without the row: see `next`)."""
         with stage("open"):
             gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
             live = await self._opened(
@@ -711,23 +706,6 @@ def _from_memory(
             record.vectors = {} if vector is None else {spec.vector_name: vector.tolist()}
         out.append(record)
     return out
-
-
-def _memory_page(segment: Segment, warm: WarmSession, k: int) -> tuple[list[Record], bytes, bytes]:
-    """A whole page of a session read from memory, engine to encoded state, in one pool job
-    (a hop to the pool and back costs about as much as encoding the state)."""
-    live = warm.live
-    records: list[Record] = []
-    consumed: list[int] = []
-    while len(records) < k:
-        hits = live.engine.next(k - len(records))
-        if not hits:
-            break
-        live.emitted += len(hits)
-        consumed.extend(seq for pid, _ in hits if (seq := segment.seq_of(pid)) is not None)
-        records.extend(_from_memory(segment, warm.spec, hits))
-    state, seqs = _park(live, warm.seqs, np.asarray(consumed, dtype=np.int64))
-    return records, state, seqs
 
 
 def _allowing(
