@@ -9,13 +9,14 @@ decides. Reading "to the end" means calling `next()` until it returns [].
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from app.index import fusion, resumable, resumable_segment
+from app.index import fusion, resumable, resumable_segment, resumable_state
 from app.index import resumable_ranked as ranked
 from app.index.resumable import ResumableQuery, StateError, StateMismatch
 from app.index.resumable_scoring import Scorer
@@ -458,7 +459,7 @@ def test_tiny_empty_and_exhausted_queries() -> None:
 def test_states_are_refused_elsewhere(graphs, small) -> None:
     segment, data = graphs[Distance.COSINE]
     state = ResumableQuery.start(segment, data[0]).state()
-    assert state[:4] == b"WPQ\x02"
+    assert state[:4] == b"WPQ\x03"
     with pytest.raises(StateMismatch):
         ResumableQuery.resume(small[Distance.COSINE][0], state)
     with pytest.raises(StateError):
@@ -488,16 +489,25 @@ def test_state_round_trip_with_sparse_and_dense_row_sets() -> None:
         seeds=rng.choice(100_000, 64, replace=False),
         emitted_unexpanded=np.arange(0, 40, 3),
         excluded=np.arange(50_000),  # dense: stored as a bitmap
+        ahead=np.array([70_001, 12, 5000]),  # a list, in its order
     )
-    back = loads(dumps(state))
+    blob = dumps(state)
+    back = loads(blob)
     for name in state.__dataclass_fields__:
         mine, theirs = getattr(state, name), getattr(back, name)
-        if name == "query":
+        if name in ("query", "ahead"):
             np.testing.assert_array_equal(mine, theirs)
         elif isinstance(mine, np.ndarray):  # row sets come back sorted and unique
             np.testing.assert_array_equal(np.unique(mine), theirs)
         else:
             assert mine == theirs
+    header = loads(blob, row_sets=False)  # the sets skipped, what follows them read
+    np.testing.assert_array_equal(header.ahead, state.ahead)
+    assert header.expanded.size == header.pending.size == header.excluded.size == 0
+    np.testing.assert_array_equal(header.query, state.query)
+    for name in state.__dataclass_fields__:
+        if not isinstance(getattr(state, name), np.ndarray):
+            assert getattr(header, name) == getattr(state, name)
 
 
 @pytest.mark.parametrize("distance", list(Distance))
@@ -537,3 +547,59 @@ def test_fused_rankings_are_the_fusion_module_s_exactly(method: str, kind: str) 
     want = fusion.qdrant_dbsf(as_lists) if method == "dbsf" else fusion.qdrant_rrf(as_lists)
     assert got.ids.tolist() == [pid for pid, _ in want]
     assert got.scores.tolist() == [score for _, score in want]
+
+
+# ---------------------------------------------------------------------- read-ahead
+
+
+def _seqs(segment: Segment, page: list[tuple[PointId, float]]) -> list[int]:
+    return [segment.seq_of(pid) for pid, _ in page]
+
+
+@pytest.mark.parametrize("mode", ["graph", "exact"])
+def test_pages_from_a_stored_read_ahead_continue_exactly_as_the_live_query(graphs, mode) -> None:
+    """A session resumed on every page, its state stored only when the read-ahead ran dry
+    (the pages in between only report their seqs as `returned`), returns what one live
+    query with the same read-ahead returns, page for page."""
+    segment, data = graphs[Distance.EUCLID]
+    live = ResumableQuery.start(segment, data[5], mode=mode)
+    parked = ResumableQuery.start(segment, data[5], mode=mode)
+    state, since = parked.state(), []
+    for _ in range(30):
+        expected = live.next(10)
+        live.read_ahead(40)
+        resumed = ResumableQuery.resume(segment, state, returned=np.array(since, np.int64))
+        page = resumed.next(10)
+        assert page == expected
+        since += _seqs(segment, page)
+        if resumed.moved:  # the read-ahead ran dry: this page ran the engine
+            resumed.read_ahead(40)
+            state, since = resumed.state(), []
+        else:
+            assert resumed._engine is None  # served from the read-ahead: no rebuild
+
+
+def test_a_row_deleted_while_read_ahead_is_not_returned(graphs) -> None:
+    data = embedding_like(2000, 16, seed=36)
+    segment = filled(data, Distance.COSINE, threshold=500)
+    query = ResumableQuery.start(segment, data[7])
+    query.next(10)
+    query.read_ahead(40)
+    state = query.state()
+    doomed = [pid for pid, _ in ResumableQuery.resume(segment, state).next(40)][::3]
+    segment.delete(doomed)
+    for source in (query, ResumableQuery.resume(segment, state)):
+        ids = [pid for pid, _ in source.next(40)]
+        assert len(ids) == 40 and not set(ids) & set(doomed)
+
+
+def test_a_version_2_state_still_resumes(graphs) -> None:
+    segment, data = graphs[Distance.COSINE]
+    query = ResumableQuery.start(segment, data[9])
+    first = query.next(10)
+    current = loads(query.state())
+    assert current.ahead.size == 0
+    body = zlib.decompress(query.state()[4:])
+    version2 = b"WPQ\x02" + zlib.compress(body[: -resumable_state._SET.size])
+    resumed = ResumableQuery.resume(segment, version2)
+    assert not {pid for pid, _ in resumed.next(10)} & {pid for pid, _ in first}

@@ -30,7 +30,9 @@ on one handle (the session layer holds a row lock).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -52,6 +54,10 @@ SELECTIVE = 0.08  # below this share of matching points, EXACT (knowhere ~7 %)
 EXPANSIONS_PER_RESULT = 50  # a GRAPH page costing more than this per result turns EXACT
 MAX_WALK_NODES = 100_000  # expanded + frontier nodes before a walk turns EXACT
 MAX_GRAPH_STATE = 64 * 1024  # bytes of GRAPH state before the query turns EXACT
+# Frontier nodes a walk expands per step, the nearest within the window's reach: nearly all
+# of them would be expanded before the next result anyway, and a step of eight costs one
+# round of numpy calls instead of eight (bench_resumable_engine.py: recall and time).
+MIN_BATCH = 8
 
 
 class StateMismatch(ValueError):
@@ -65,7 +71,7 @@ class ResumableQuery:
         self,
         segment: Segment,
         scorer: Scorer,
-        engine: ExactScan | GraphWalk,
+        engine: ExactScan | GraphWalk | None,
         *,
         allow: Allow | None,
         info: SegmentInfo,
@@ -74,23 +80,44 @@ class ResumableQuery:
         ef: int,
         emitted: int = 0,
         excluded: np.ndarray | None = None,
+        saved: tuple[bytes, QueryState] | None = None,
+        ahead: list[Hit] | None = None,
     ) -> None:
-        """Use `start()` or `resume()`."""
+        """Use `start()` or `resume()`. A resumed query has no engine until it needs one:
+        `saved` is then the state to rebuild it from, and its header (see `resume()`)."""
         self._segment = segment
         self._scorer = scorer
         self._engine = engine
+        self._saved = saved
         self._allow = allow
         self._info = info
         self._generation = generation
         self._row_limit = row_limit
         self._ef = ef
         self._excluded = np.zeros(0, dtype=np.int64) if excluded is None else excluded
+        self._ahead: deque[Hit] = deque(ahead or ())
         self.emitted = emitted
+        # Whether the engine has moved past the last `state()`: pages served from the
+        # read-ahead leave that state standing (see `read_ahead`).
+        self.moved = engine is not None
 
     @property
     def mode(self) -> str:
         """The engine in use, `graph` or `exact`: a GRAPH query may turn EXACT, not back."""
+        if self._engine is None:  # what `_restored()` will rebuild
+            assert self._saved is not None
+            saved = self._saved[1]
+            with self._segment._lock.reading():
+                walks = saved.mode is Mode.GRAPH and saved.graph == self._info.generation(
+                    self._segment
+                )
+            return "graph" if walks else "exact"
         return "graph" if isinstance(self._engine, GraphWalk) else "exact"
+
+    @property
+    def ahead(self) -> int:
+        """Results read ahead and not yet returned (see `read_ahead`)."""
+        return len(self._ahead)
 
     # ------------------------------------------------------------------ opening
 
@@ -126,7 +153,7 @@ class ResumableQuery:
             walk = None
             if wanted == "graph" and segment._graph is not None:
                 level0 = info.level_zero(segment)
-                walk = _start_walk(segment, scorer, level0, match, ef, live, allow is not None)
+                walk = _start_walk(segment, scorer, level0, match, ef, live, matches < live)
             engine = walk or ExactScan(
                 segment, scorer, info.sq_norms(segment, rows), np.flatnonzero(match)
             )
@@ -142,49 +169,81 @@ class ResumableQuery:
         )
 
     @classmethod
-    def resume(cls, segment: Segment, state: bytes, allow: Allow | None = None) -> ResumableQuery:
+    def resume(
+        cls,
+        segment: Segment,
+        state: bytes,
+        allow: Allow | None = None,
+        returned: np.ndarray | None = None,
+    ) -> ResumableQuery:
         """Continue a query from `state()`, with the same filter.
 
+        `returned` are write seqs returned since the state was taken, which its read-ahead
+        must not return again. The engine itself is rebuilt on the first call that needs
+        more than the read-ahead holds: pages served from the read-ahead cost no rebuild.
         Raises StateError for a damaged blob and StateMismatch for a state of another
         segment instance. A GRAPH state whose graph is gone continues as EXACT.
         """
-        saved = loads(state)
+        saved = loads(state, row_sets=False)
         info = segment_info(segment)
         if saved.epoch != info.epoch or saved.distance is not segment.distance:
             raise StateMismatch("the query state belongs to another segment instance")
         scorer = Scorer(segment.distance, saved.query)
         with segment._lock.reading():
-            match = _matching(segment, allow, saved.row_limit)
-            generation = info.generation(segment)
-            engine, excluded = _resume_engine(segment, info, scorer, saved, match, generation)
+            rows = saved.ahead
+            if returned is not None and len(returned) and len(rows):
+                rows = rows[~np.isin(segment.rows_written_by(rows), returned)]
+            sq_norms = info.sq_norms(segment, saved.row_limit)
+            keys = scorer.keys(segment._vectors[rows], sq_norms[rows])
         return cls(
             segment,
             scorer,
-            engine,
+            None,
             allow=allow,
             info=info,
-            generation=generation,
+            generation=saved.graph,
             row_limit=saved.row_limit,
             ef=saved.ef,
             emitted=saved.emitted,
-            excluded=excluded,
+            saved=(state, saved),
+            ahead=list(zip(keys.tolist(), rows.tolist(), strict=True)),
         )
 
     # ------------------------------------------------------------------ paging
 
-    def next(self, k: int) -> list[tuple[PointId, float]]:
-        """The next `k` best (point id, Qdrant score), best first; ``[]`` when exhausted."""
+    def next(self, k: int, *, ahead_only: bool = False) -> list[tuple[PointId, float]]:
+        """The next `k` best (point id, Qdrant score), best first; ``[]`` when exhausted.
+        Results read ahead come first; `ahead_only` takes nothing else (no engine work, so
+        cheap enough for an event loop: fewer than k when the read-ahead runs short)."""
         if k <= 0:
             return []
         with self._segment._lock.reading():
+            hits = self._from_ahead(k)
+            if len(hits) < k and not ahead_only:
+                hits.extend(self._take_matching(k - len(hits)))
             ids = self._segment._ids
-            page = sorted(self._take_matching(k), key=lambda hit: (hit[0], id_order(ids[hit[1]])))
+            page = sorted(hits, key=lambda hit: (hit[0], id_order(ids[hit[1]])))
             self.emitted += len(page)
             scores = self._scorer.scores([key for key, _ in page])
             return [(ids[row], score) for (_, row), score in zip(page, scores, strict=True)]
 
+    def read_ahead(self, n: int) -> None:
+        """Compute results now until `n` wait for the next calls of `next()`.
+
+        They are part of `state()`, so a page the session serves from them leaves the
+        stored state as it is: only which of them were returned changes (`resume`).
+        """
+        if n > len(self._ahead):
+            with self._segment._lock.reading():
+                self._ahead.extend(self._take_matching(n - len(self._ahead)))
+
     def state(self) -> bytes:
         """The compact serialised state (see resumable_state), to store between pages."""
+        self.moved = False
+        if self._engine is None:  # every page since the resume came from the read-ahead
+            assert self._saved is not None
+            saved = loads(self._saved[0])
+            return dumps(replace(saved, emitted=self.emitted, ahead=self._ahead_rows()))
         blob = dumps(self._snapshot())
         if self.mode == "graph" and len(blob) > MAX_GRAPH_STATE:
             with self._segment._lock.reading():
@@ -194,8 +253,8 @@ class ResumableQuery:
 
     def switch_to_exact(self) -> None:
         """Continue as EXACT from here (the planner's escape hatch; tests use it too)."""
-        if self.mode == "graph":
-            with self._segment._lock.reading():
+        with self._segment._lock.reading():
+            if isinstance(self._restored(), GraphWalk):
                 self._become_exact()
 
     def _take_matching(self, k: int) -> list[Hit]:
@@ -210,14 +269,44 @@ class ResumableQuery:
             out.extend(hit for hit, ok in zip(hits, keep.tolist(), strict=True) if ok)
         return out
 
+    def _from_ahead(self, k: int) -> list[Hit]:
+        """Up to k read-ahead hits that still match (deleted or filtered-out rows are
+        skipped, as when the engine emits them)."""
+        out: list[Hit] = []
+        while self._ahead and len(out) < k:
+            hits = [self._ahead.popleft() for _ in range(min(k - len(out), len(self._ahead)))]
+            rows = np.array([row for _, row in hits], dtype=np.int64)
+            keep = _matching_rows(self._segment, self._allow, rows)
+            out.extend(hit for hit, ok in zip(hits, keep.tolist(), strict=True) if ok)
+        return out
+
+    def _ahead_rows(self) -> np.ndarray:
+        return np.array([row for _, row in self._ahead], dtype=np.int64)
+
+    def _restored(self) -> ExactScan | GraphWalk:
+        """The engine, rebuilt from the saved state on first use. Caller holds the read lock."""
+        if self._engine is None:
+            assert self._saved is not None
+            saved, segment = loads(self._saved[0]), self._segment
+            match = _matching(segment, self._allow, saved.row_limit)
+            self._generation = self._info.generation(segment)
+            self._engine, self._excluded = _resume_engine(
+                segment, self._info, self._scorer, saved, match, self._generation
+            )
+            self._saved = None
+        return self._engine
+
     def _take(self, n: int) -> list[Hit]:
         """Up to n hits from the engine; empty only when the query is exhausted."""
+        self._restored()
+        self.moved = True
         while isinstance(walk := self._engine, GraphWalk):
             hits, over_budget = walk.take(n, self._budget(walk, n))
             if over_budget or walk.expansions + len(walk.frontier) > MAX_WALK_NODES:
                 self._become_exact()
             if hits or not over_budget:
                 return hits
+        assert self._engine is not None
         return self._engine.take(n)
 
     def _budget(self, walk: GraphWalk, n: int) -> int:
@@ -248,6 +337,7 @@ class ResumableQuery:
             query=self._scorer.query,
             cursor=engine.position if isinstance(engine, ExactScan) else None,
             excluded=self._excluded,
+            ahead=self._ahead_rows(),
         )
         return engine.export(state) if isinstance(engine, GraphWalk) else state
 
@@ -302,7 +392,8 @@ def _start_walk(
     if seeds is None:
         return None
     share = max(float(match.sum()) / max(live, 1), 1e-6)
-    batch = int(np.clip(round(0.25 / share), 1, 32))  # expand more per step when matches are rare
+    # More per step when matches are rare; never fewer than MIN_BATCH (see there).
+    batch = int(np.clip(round(0.25 / share), MIN_BATCH, 32))
     sq_norms = segment_info(segment).sq_norms(segment, segment._count)
     return GraphWalk.start(
         segment, scorer, level0, match, sq_norms, ef=ef, batch=batch, seeds=seeds

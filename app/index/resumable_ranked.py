@@ -105,6 +105,7 @@ class RankedQuery:
     """Pages of a ranking, less the points already returned (by any of their seqs)."""
 
     mode = "ranked"
+    moved = False  # its state is the returned seqs alone, kept by the session row
 
     def __init__(self, ranking: Ranking, returned: np.ndarray) -> None:
         self._ranking = ranking

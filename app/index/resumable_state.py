@@ -1,8 +1,10 @@
-"""The serialised state of a resumable query ("compact v2"), small enough for a bytea column.
+"""The serialised state of a resumable query ("compact v3"), small enough for a bytea column.
 
 Layout: ``b"WPQ" + version byte + zlib(body)``, zlib's checksum rejecting a damaged blob.
 The body is a fixed header (`_HEADER`, the EXACT cursor included), the query as float32,
-then the row sets: expanded, pending, seeds, emitted-but-unexpanded, excluded.
+then the row sets: expanded, pending, seeds, emitted-but-unexpanded, excluded, and last the
+rows read ahead (results computed but not yet returned), in the order they came. Version 2
+states (no read-ahead) are still read.
 
 Why these fields (shared/reference/resumable-search.md §4): a GRAPH query stores only what
 cannot be re-derived. The frontier is *not* stored: every discovered node was found by
@@ -31,7 +33,8 @@ import numpy as np
 from app.models import Distance
 
 MAGIC = b"WPQ"
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)
 # mode, distance, flags, dim, epoch, graph, row limit, ef, batch, emitted, walked, cursor
 _HEADER = struct.Struct("<BBBHQQIHBIIdI")
 _SET = struct.Struct("<BII")  # encoding, count, universe
@@ -75,6 +78,7 @@ class QueryState:
     seeds: np.ndarray = field(default_factory=_no_rows)
     emitted_unexpanded: np.ndarray = field(default_factory=_no_rows)
     excluded: np.ndarray = field(default_factory=_no_rows)  # EXACT after GRAPH
+    ahead: np.ndarray = field(default_factory=_no_rows)  # read ahead, in order (not a set)
 
 
 def dumps(state: QueryState) -> bytes:
@@ -110,15 +114,23 @@ def dumps(state: QueryState) -> bytes:
         *map(_pack_rows, (state.seeds, state.emitted_unexpanded, state.excluded)),
     ]
     query = np.ascontiguousarray(state.query, dtype="<f4").tobytes()
+    ahead = np.asarray(state.ahead, dtype="<u4")
+    sets.append(_SET.pack(_PLANES, len(ahead), 0) + ahead.tobytes())
     body = b"".join([header, query, *sets])
     # Level 1: a state is rewritten on every page; level 6 saves ~1 % of size for 2x the time.
     return MAGIC + bytes([VERSION]) + zlib.compress(body, 1)
 
 
-def loads(blob: bytes) -> QueryState:
-    """Deserialise, or raise StateError for anything but an intact v2 state."""
-    if blob[:3] != MAGIC or blob[3:4] != bytes([VERSION]):
-        raise StateError("not a resumable query state of version 2")
+def loads(blob: bytes, *, row_sets: bool = True) -> QueryState:
+    """Deserialise, or raise StateError for anything but an intact v2 or v3 state.
+
+    With `row_sets` False the five row sets are skipped, not decoded (they stay empty):
+    the header, the query and the read-ahead are what serving from the read-ahead needs,
+    and decoding the sets is most of the cost.
+    """
+    version = blob[3] if len(blob) > 3 else 0
+    if blob[:3] != MAGIC or version not in READABLE:
+        raise StateError("not a resumable query state of version 2 or 3")
     try:
         body = memoryview(zlib.decompress(blob[4:]))
         mode, distance, flags, dim, epoch, graph, rows, ef, batch, emitted, walked, key, row = (
@@ -128,16 +140,8 @@ def loads(blob: bytes) -> QueryState:
         offset = _HEADER.size
         query = np.frombuffer(body, dtype="<f4", count=dim, offset=offset).astype(np.float32)
         offset += 4 * dim
-        expanded, offset = _unpack_rows(body, offset)
-        inside = np.unpackbits(
-            np.frombuffer(body, np.uint8, (len(expanded) + 7) // 8, offset), count=len(expanded)
-        )
-        offset += (len(expanded) + 7) // 8
-        sets = [expanded]
-        for _ in range(4):
-            rows_, offset = _unpack_rows(body, offset)
-            sets.append(rows_)
-        sets[1] = np.union1d(expanded[inside.astype(bool)], sets[1])
+        sets, offset = (_unpack_sets if row_sets else _skip_sets)(body, offset)
+        ahead = _unpack_ahead(body, offset) if version >= 3 else _no_rows()
     except (zlib.error, struct.error, ValueError, IndexError) as exc:
         raise StateError(f"damaged resumable query state: {exc}") from exc
     return QueryState(
@@ -159,7 +163,39 @@ def loads(blob: bytes) -> QueryState:
         seeds=sets[2],
         emitted_unexpanded=sets[3],
         excluded=sets[4],
+        ahead=ahead,
     )
+
+
+def _unpack_sets(body: memoryview, offset: int) -> tuple[list[np.ndarray], int]:
+    """Expanded, pending, seeds, emitted-but-unexpanded, excluded (see `dumps`)."""
+    expanded, offset = _unpack_rows(body, offset)
+    inside = np.unpackbits(
+        np.frombuffer(body, np.uint8, (len(expanded) + 7) // 8, offset), count=len(expanded)
+    )
+    offset += (len(expanded) + 7) // 8
+    sets = [expanded]
+    for _ in range(4):
+        rows, offset = _unpack_rows(body, offset)
+        sets.append(rows)
+    sets[1] = np.union1d(expanded[inside.astype(bool)], sets[1])
+    return sets, offset
+
+
+def _skip_sets(body: memoryview, offset: int) -> tuple[list[np.ndarray], int]:
+    """Five empty sets, and the offset past the encoded ones."""
+    expanded = _SET.unpack_from(body, offset)[1]
+    offset = _skip_rows(body, offset) + (expanded + 7) // 8
+    for _ in range(4):
+        offset = _skip_rows(body, offset)
+    return [_no_rows() for _ in range(5)], offset
+
+
+def _skip_rows(body: memoryview, offset: int) -> int:
+    encoding, count, universe = _SET.unpack_from(body, offset)
+    if encoding not in (_BITMAP, _PLANES):
+        raise ValueError(f"unknown row set encoding {encoding}")
+    return offset + _SET.size + ((universe + 7) // 8 if encoding == _BITMAP else 4 * count)
 
 
 def _sorted_rows(rows: np.ndarray) -> np.ndarray:
@@ -177,6 +213,15 @@ def _pack_rows(rows: np.ndarray) -> bytes:
     gaps = np.diff(rows, prepend=0).astype("<u4")
     planes = gaps.view(np.uint8).reshape(-1, 4).T.tobytes()
     return _SET.pack(_PLANES, len(rows), universe) + planes
+
+
+def _unpack_ahead(body: memoryview, offset: int) -> np.ndarray:
+    """The read-ahead rows: a plain list (their order is the order they are returned in)."""
+    _, count, _ = _SET.unpack_from(body, offset)
+    offset += _SET.size
+    if offset + 4 * count != len(body):
+        raise ValueError("read-ahead rows do not match their header")
+    return np.frombuffer(body, dtype="<u4", count=count, offset=offset).astype(np.int64)
 
 
 def _unpack_rows(body: memoryview, offset: int) -> tuple[np.ndarray, int]:
