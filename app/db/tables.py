@@ -150,6 +150,9 @@ resumable_queries = sa.Table(
     # Write seqs of every point returned so far (sorted, delta-encoded, zlib): what lets any
     # worker continue the session even where the frontier state does not apply.
     sa.Column("emitted_seqs", sa.LargeBinary, nullable=False),
+    # Seqs returned since `state` was stored (from its read-ahead), little-endian int64s in
+    # the order returned: pages append here and leave the two large columns alone.
+    sa.Column("recent_seqs", sa.LargeBinary, nullable=False, server_default=sa.text("''")),
     # Only vectors written up to this seq may be returned (later writes may not appear).
     sa.Column("start_seq", sa.BigInteger, nullable=False),
     sa.Column("max_idle_seconds", sa.Integer, nullable=False),

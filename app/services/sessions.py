@@ -1,16 +1,22 @@
 """Resumable queries as PostgreSQL rows: start, next page, end, and the idle reaper.
 
-A session freezes its request (vector, filter, include flags) at start. Every page leaves
-the new engine state in the row, so any worker, or a restarted server, continues from it.
+A session freezes its request (vector, filter, include flags) at start. The row holds what
+any worker, or a restarted server, needs to continue: the engine's state, the write seqs of
+every point returned (compressed), and `emitted`, the count of results returned, which is
+the row's version.
 
-Each worker keeps the live engines of recent sessions in an LRU. The worker that served a
-session's last page serves the next from its engine and advances the row only if the row is
-still at the version it left (`emitted`); otherwise, and on any other worker, the page is
-computed while the row is locked (`SELECT … FOR UPDATE`) from an engine rebuilt from the
-row, so pages on one handle never overlap. Where the frontier state cannot apply (another
-worker's or a rebuilt segment: row numbers and graphs differ between instances), the session
-continues as an exact scan that excludes every point already returned, by write seq: the
-same on every worker.
+Every page advances the row with one conditional `UPDATE … WHERE id AND emitted = version`
+and is returned only if that found its version. Each worker keeps the live engines of the
+sessions it served in an LRU and continues them without reading the row; other workers
+compute a page from the row as read, and if another page came first, compute it again from
+the locked row (`SELECT … FOR UPDATE`), where none can. Where the stored state cannot apply
+(another worker's or a rebuilt segment: row numbers and graphs differ between instances),
+the session continues as an exact scan that excludes every point already returned, by
+write seq: the same on every worker.
+
+A dense engine reads a few pages ahead whenever it runs, and the state it stores holds that
+read-ahead; the pages served from it leave `state` and `emitted_seqs` as they are and
+append their seqs to `recent_seqs`, which the next resume takes out of the read-ahead.
 
 Invariants: no point twice; only points alive and matching when returned; reading until
 empty returns every matching point that existed throughout (points written after the start
@@ -61,6 +67,9 @@ log = logging.getLogger(__name__)
 MAX_IDLE_LIMIT = 7 * 24 * 3600
 MAX_PAGE = 10_000
 MODES = "resumable_sessions"  # the `Counters` family of sessions started, by engine mode
+READ_AHEAD_PAGES = 4  # pages of the size asked that a dense session computes ahead ...
+READ_AHEAD_MAX = 100  # ... up to this many results
+RECENT_BYTES = 2048  # `recent_seqs` beyond this fold into `emitted_seqs`
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,7 @@ class WarmSession:
     collection_id: int
     namespace_id: int
     max_idle: int
-    seqs: bytes  # the row's `emitted_seqs`
+    progress: Progress  # as the row holds it
 
 
 PLANES = b"\x01"  # the byte opening a blob of byte planes (a bare zlib stream opens 0x78)
@@ -187,24 +196,54 @@ def add_seqs(blob: bytes, new: np.ndarray) -> bytes:
     return encode_seqs(np.insert(seen, at[~present], new[~present]))
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a session row records of the pages served: the engine's `state`, the seqs
+    returned before it was stored (`seqs`, see `encode_seqs`) and since (`recent`, from the
+    read-ahead the state holds: little-endian int64s)."""
+
+    state: bytes = b""
+    seqs: bytes = b""
+    recent: bytes = b""
+
+    def recently_returned(self) -> np.ndarray:
+        return np.frombuffer(self.recent, dtype="<i8").astype(np.int64)
+
+    def returned(self) -> np.ndarray:
+        """Every seq returned so far."""
+        stored = decode_seqs(self.seqs) if self.seqs else np.zeros(0, np.int64)
+        return np.union1d(stored, self.recently_returned())
+
+    def columns(self, restated: bool) -> dict[str, Any]:
+        """The row's columns for this progress (`restated`: the state was stored anew)."""
+        if not restated:
+            return {"recent_seqs": self.recent}
+        return {"state": self.state, "emitted_seqs": self.seqs, "recent_seqs": self.recent}
+
+
+def _restate(live: LiveQuery, seqs: bytes, recent: bytes, k: int) -> Progress:
+    """The progress of a page that ran the engine (CPU work, run in the pool): the engine
+    reads the next pages ahead, and its state is stored anew with every seq returned so far
+    folded into the compressed set."""
+    if isinstance(live.engine, ResumableQuery):
+        live.engine.read_ahead(min(READ_AHEAD_PAGES * k, READ_AHEAD_MAX))
+    folded = add_seqs(seqs, np.frombuffer(recent, dtype="<i8"))
+    return Progress(live.engine.state(), folded, b"")
+
+
 def _advanced(
-    live: LiveQuery, state: bytes, seqs: bytes, now: datetime, max_idle: int
+    live: LiveQuery, progress: Progress, restated: bool, now: datetime, max_idle: int
 ) -> dict[str, Any]:
     """The columns a page changes in its session row."""
-    return {
-        "mode": live.engine.mode,
-        "state": state,
+    columns = {
+        **progress.columns(restated),
         "emitted": live.emitted,
-        "emitted_seqs": seqs,
         "last_touched": now,
         "expires_at": now + timedelta(seconds=max_idle),
     }
-
-
-def _park(live: LiveQuery, stored: bytes, page_seqs: np.ndarray) -> tuple[bytes, bytes]:
-    """What a page leaves in the row: the engine's state and the grown set of returned
-    seqs (CPU work, run in the pool)."""
-    return live.engine.state(), add_seqs(stored, page_seqs)
+    if restated:
+        columns["mode"] = live.engine.mode
+    return columns
 
 
 def owner_of(api_key: str | None) -> str:
@@ -258,47 +297,48 @@ class SessionService:
             raise NotFound(f"Namespace {spec.namespace} does not exist")
         now = datetime.now(UTC)
         session_id = uuid.uuid4()
-        async with self.db.begin() as conn:
+        async with self.db.autocommit() as conn:
             if not self._far_below_caps(owner):
                 with stage("caps"):  # spares the page of a start that would be refused
-                    await self._refuse_if_full(conn, now, owner)
+                    self._refuse_if_full(owner, *await rows.count_active(conn, now, owner))
             start_seq = self._start_seq(collection, namespace_id, spec)
             with stage("open"):
                 gate = await FilterGate.open(conn, collection, namespace_id, spec, self.cpu)
-                live = await self._opened(collection, namespace_id, spec, gate, start_seq, b"", b"")
+                live = await self._opened(
+                    collection, namespace_id, spec, gate, start_seq, Progress()
+                )
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
             with stage("park"):
                 state = await self.cpu.run(live.engine.state)
                 seqs = encode_seqs(np.unique(emitted_seqs))
-            with stage("caps"):
-                await rows.lock_starts(conn)
-                await self._refuse_if_full(conn, now, owner, exact=True)  # see lock_starts
+            row = {
+                "id": session_id,
+                "collection_id": collection.id,
+                "namespace_id": namespace_id,
+                "vector_name": spec.vector_name,
+                "dialect": spec.dialect,
+                "request": spec.frozen(),
+                "mode": live.engine.mode,
+                "state": state,
+                "emitted": live.emitted,
+                "emitted_seqs": seqs,
+                "start_seq": start_seq,
+                "max_idle_seconds": max_idle,
+                "owner_key": owner,
+                "created_at": now,
+                "last_touched": now,
+                "expires_at": now + timedelta(seconds=max_idle),
+            }
             with stage("write"):
-                await rows.insert(
-                    conn,
-                    {
-                        "id": session_id,
-                        "collection_id": collection.id,
-                        "namespace_id": namespace_id,
-                        "vector_name": spec.vector_name,
-                        "dialect": spec.dialect,
-                        "request": spec.frozen(),
-                        "mode": live.engine.mode,
-                        "state": state,
-                        "emitted": live.emitted,
-                        "emitted_seqs": seqs,
-                        "start_seq": start_seq,
-                        "max_idle_seconds": max_idle,
-                        "owner_key": owner,
-                        "created_at": now,
-                        "last_touched": now,
-                        "expires_at": now + timedelta(seconds=max_idle),
-                    },
+                total, mine, added = await rows.insert_within_caps(
+                    conn, row, now, self.max_sessions, self.max_sessions_per_key
                 )
-            committing = time.perf_counter()
-        stages.since("commit", committing)
+        self._counted_total, self._counted[owner] = total + int(added), mine + int(added)
+        if not added:
+            self._refuse_if_full(owner, total, mine)
         self.counters.add(MODES, live.engine.mode)
-        warm = WarmSession(live, spec, owner, collection.id, namespace_id, max_idle, seqs)
+        progress = Progress(state, seqs)
+        warm = WarmSession(live, spec, owner, collection.id, namespace_id, max_idle, progress)
         self._remember(session_id, warm)
         return str(session_id), records
 
@@ -319,21 +359,17 @@ class SessionService:
         spec: SessionSpec,
         gate: FilterGate,
         start_seq: int,
-        state: bytes,
-        emitted_seqs: bytes,
+        progress: Progress,
     ) -> LiveQuery:
         """The session's engine (in the CPU pool): ranked for sparse and hybrid sessions,
-        else the dense engine resumed from `state` where it applies."""
+        else the dense engine resumed from the stored state where it applies."""
         if spec.ranked:
-            returned = decode_seqs(emitted_seqs) if emitted_seqs else np.zeros(0, np.int64)
             return await self.cpu.run(
-                self._open_ranked, collection, namespace_id, spec, gate, start_seq, returned
+                self._open_ranked, collection, namespace_id, spec, gate, start_seq, progress
             )
         segment = self._segment(collection, namespace_id, spec.vector_name)
         query = check_vector(collection, spec.vector_name, spec.vector)
-        return await self.cpu.run(
-            self._open, segment, query, gate, start_seq, spec, state, emitted_seqs
-        )
+        return await self.cpu.run(self._open, segment, query, gate, start_seq, spec, progress)
 
     def _open_ranked(
         self,
@@ -342,7 +378,7 @@ class SessionService:
         spec: SessionSpec,
         gate: FilterGate,
         start_seq: int,
-        returned: np.ndarray,
+        progress: Progress,
     ) -> LiveQuery:
         """Rank every candidate written by the start and matching the filter: the dense
         vector's exact ranking and the sparse query's, fused when there are both."""
@@ -364,19 +400,10 @@ class SessionService:
             fusion = Fusion(**spec.fusion) if spec.fusion else Fusion()
             singles = [ranked_engine.single(*part) for part in parts]
             ranking = ranked_engine.fused(singles, fusion.method, fusion.k, fusion.weights)
-        return LiveQuery(RankedQuery(ranking, returned), gate, 0)
+        return LiveQuery(RankedQuery(ranking, progress.returned()), gate, 0)
 
-    async def _refuse_if_full(
-        self, conn: AsyncConnection, now: datetime, owner: str, *, exact: bool = False
-    ) -> None:
-        """A 429 when the caps are reached. Exact only under `rows.lock_starts`, which a start
-        takes last, just before its insert: the lock serialises every start, so it is not held
-        while the first page is computed; a check before that page refuses most starts early.
-        """
-        total, mine = await rows.count_active(conn, now, owner)
-        if exact:
-            self._counted_total = total + 1
-            self._counted[owner] = mine + 1
+    def _refuse_if_full(self, owner: str, total: int, mine: int) -> None:
+        """A 429 when live sessions, `total` of them and `mine` of this owner's, reach a cap."""
         if total >= self.max_sessions:
             raise TooManyRequests(
                 f"Too many active resumable queries ({total}); stop some or wait for them to expire"
@@ -399,11 +426,12 @@ class SessionService:
     async def next(self, session_id: str, k: int, owner: str, collection_name: str) -> list[Record]:
         """The next k results, [] once the query is exhausted.
 
-        A session this worker served last is continued from memory, and its row advanced by
-        one conditional UPDATE (`emitted` as the version): no row lock, no read of the row.
-        If the row has moved on (another worker served a page, or the session ended or
-        expired), that page is dropped unreturned and the page is computed again from the
-        locked row, as for a session this worker does not hold.
+        Every page advances the row with one conditional UPDATE (`emitted` as the version)
+        and is returned only if that found the version it started from. A session this
+        worker served last is continued from memory: no read of the row. Otherwise the page
+        is computed from the row as read, and if the row moves on meanwhile (a page on
+        another worker, a stop, the expiry) it is dropped unreturned and computed again
+        under the row's lock, where no other page can come first.
         """
         _check_page(k)
         key = _parse_handle(session_id)
@@ -414,7 +442,16 @@ class SessionService:
                 if records is not None:
                     return records
                 self._live.pop(key, None)
-            return await self._locked_page(key, k, owner, collection_name)
+            async with self.db.autocommit() as conn:
+                records = await self._row_page(conn, key, k, owner, collection_name)
+            if records is not None:
+                return records
+            async with self.db.begin() as conn:
+                records = await self._row_page(conn, key, k, owner, collection_name, locked=True)
+                committing = time.perf_counter()
+            stages.since("commit", committing)
+            assert records is not None
+            return records
 
     def _turn(self, key: uuid.UUID) -> asyncio.Lock:
         turn = self._turns.get(key)
@@ -438,44 +475,48 @@ class SessionService:
                 conn, collection, warm.namespace_id, warm.spec, live, k
             )
             with stage("park"):
-                state, seqs = await self.cpu.run(_park, live, warm.seqs, emitted_seqs)
+                progress, restated = await self._parked(live, warm.progress, emitted_seqs, k)
             with stage("write"):
-                advanced = await rows.advance_from(
-                    conn, key, version, now, _advanced(live, state, seqs, now, warm.max_idle)
-                )
+                columns = _advanced(live, progress, restated, now, warm.max_idle)
+                advanced = await rows.advance_from(conn, key, version, now, columns)
         if not advanced:
             return None
-        warm.seqs = seqs
+        warm.progress = progress
         self._live.move_to_end(key)
         return records
 
-    async def _locked_page(
-        self, key: uuid.UUID, k: int, owner: str, collection_name: str
-    ) -> list[Record]:
-        """The next page computed under the row's lock, from the row."""
+    async def _row_page(
+        self,
+        conn: AsyncConnection,
+        key: uuid.UUID,
+        k: int,
+        owner: str,
+        collection_name: str,
+        *,
+        locked: bool = False,
+    ) -> list[Record] | None:
+        """The next page computed from the row; None if the row moved on meanwhile. With
+        `locked`, the row is locked first (`conn` holds a transaction), so it cannot."""
         now = datetime.now(UTC)
-        async with self.db.begin() as conn:
-            with stage("lock"):
-                row = await rows.lock(conn, key)
-            collection = self._owned(row, owner, collection_name, now)
-            namespace = next(n for n, i in collection.namespaces.items() if i == row.namespace_id)
-            spec = SessionSpec.thaw(collection.name, namespace, row)
-            live = await self._reopened(conn, row, collection, spec)
-            records, emitted_seqs = await self._page(
-                conn, collection, row.namespace_id, spec, live, k
-            )
-            with stage("park"):
-                state, seen = await self.cpu.run(_park, live, row.emitted_seqs, emitted_seqs)
-            with stage("write"):
-                await rows.advance(
-                    conn, key, _advanced(live, state, seen, now, row.max_idle_seconds)
-                )
-            committing = time.perf_counter()
-        stages.since("commit", committing)
+        with stage("lock" if locked else "read"):
+            row = await (rows.lock if locked else rows.read)(conn, key)
+        collection = self._owned(row, owner, collection_name, now)
+        namespace = next(n for n, i in collection.namespaces.items() if i == row.namespace_id)
+        spec = SessionSpec.thaw(collection.name, namespace, row)
+        live = await self._reopened(conn, row, collection, spec)
+        records, emitted_seqs = await self._page(conn, collection, row.namespace_id, spec, live, k)
+        with stage("park"):
+            progress, restated = await self._parked(live, _stored(row), emitted_seqs, k)
+        with stage("write"):
+            columns = _advanced(live, progress, restated, now, row.max_idle_seconds)
+            if locked:
+                await rows.advance(conn, key, columns)
+            elif not await rows.advance_from(conn, key, row.emitted, now, columns):
+                return None
         warm = WarmSession(
-            live, spec, owner, row.collection_id, row.namespace_id, row.max_idle_seconds, seen
+            live, spec, owner, row.collection_id, row.namespace_id, row.max_idle_seconds, progress
         )
-        self._remember(key, warm)
+        self._remember(key, warm)  # a commit that then fails leaves it a version ahead: dropped
         return records
 
     def _owned(self, row: Any, owner: str, collection_name: str, now: datetime) -> Collection:
@@ -520,7 +561,7 @@ class SessionService:
         with stage("open"):
             gate = await FilterGate.open(conn, collection, row.namespace_id, spec, self.cpu)
             live = await self._opened(
-                collection, row.namespace_id, spec, gate, row.start_seq, row.state, row.emitted_seqs
+                collection, row.namespace_id, spec, gate, row.start_seq, _stored(row)
             )
         live.emitted = row.emitted
         return live
@@ -532,23 +573,25 @@ class SessionService:
         gate: FilterGate,
         start_seq: int,
         spec: SessionSpec,
-        state: bytes,
-        emitted_seqs: bytes = b"",
+        progress: Progress,
     ) -> LiveQuery:
         """An engine for the session: resumed from its state where that applies, else an
         exact scan over what is left (seq ≤ start, matching, not yet returned).
 
-        The returned seqs only matter for the exact fallback: a resumed state already knows
-        what it returned, and testing every live row against them costs milliseconds.
+        A resumed state already knows what it returned, but for the seqs returned from its
+        read-ahead since it was stored; testing every live row against all returned seqs
+        would cost milliseconds, so only the exact fallback does.
         """
+        state = progress.state
         if state:
             try:
                 allow = _allowing(segment, gate, start_seq, np.zeros(0, np.int64))
-                return LiveQuery(ResumableQuery.resume(segment, state, allow=allow), gate, 0)
+                since = progress.recently_returned()
+                engine = ResumableQuery.resume(segment, state, allow=allow, returned=since)
+                return LiveQuery(engine, gate, 0)
             except (StateMismatch, StateError):
                 log.info("session continues as an exact scan on this worker")
-        returned = decode_seqs(emitted_seqs) if emitted_seqs else np.zeros(0, np.int64)
-        allow = _allowing(segment, gate, start_seq, returned)
+        allow = _allowing(segment, gate, start_seq, progress.returned())
         engine = ResumableQuery.start(
             segment,
             query,
@@ -576,7 +619,7 @@ class SessionService:
         consumed: list[int] = []
         while len(records) < k:
             with stage("engine"):
-                hits = await self.cpu.run(live.engine.next, k - len(records))
+                hits = await self._next_hits(live, k - len(records))
             if not hits:
                 break
             live.emitted += len(hits)
@@ -585,6 +628,29 @@ class SessionService:
                 await self._records(conn, collection, namespace_id, spec, live.gate, hits)
             )
         return records, np.asarray(consumed, dtype=np.int64)
+
+    async def _next_hits(self, live: LiveQuery, n: int) -> list[tuple[PointId, float]]:
+        """The engine's next n hits: on the event loop when its read-ahead holds them (no
+        engine work), else in the CPU pool."""
+        engine = live.engine
+        if isinstance(engine, ResumableQuery) and engine.ahead >= n:
+            hits = engine.next(n, ahead_only=True)
+            if hits:
+                return hits
+        return await self.cpu.run(engine.next, n)
+
+    async def _parked(
+        self, live: LiveQuery, done: Progress, page_seqs: np.ndarray, k: int
+    ) -> tuple[Progress, bool]:
+        """The progress after a page of k, and whether the state was stored anew.
+
+        While the page came from the read-ahead the stored state holds, the row only learns
+        the page's seqs (until they grow past `RECENT_BYTES`); otherwise see `_restate`.
+        """
+        recent = done.recent + np.asarray(page_seqs, dtype="<i8").tobytes()
+        if not live.engine.moved and len(recent) <= RECENT_BYTES:
+            return Progress(done.state, done.seqs, recent), False
+        return await self.cpu.run(_restate, live, done.seqs, recent, k), True
 
     def _seqs_of(
         self, collection: Collection, namespace_id: int, spec: SessionSpec, live: LiveQuery
@@ -677,6 +743,11 @@ class SessionService:
         self._live.move_to_end(key)
         while len(self._live) > self.cache_size:
             self._live.popitem(last=False)
+
+
+def _stored(row: Any) -> Progress:
+    """The progress a session row records."""
+    return Progress(row.state, row.emitted_seqs, row.recent_seqs)
 
 
 def _reads_rows(spec: SessionSpec, gate: FilterGate) -> bool:
