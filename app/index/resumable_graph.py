@@ -279,9 +279,9 @@ class GraphWalk:
         self._expanded.append(rows)
         self.expansions += len(rows)
         found = self._level0.neighbours(rows)
-        if len(rows) > 1:
-            found = np.unique(found)
         found = found[self.status[found] == 0]
+        if len(rows) > 1 and len(found) > 1:  # neighbours shared by the rows: once each
+            found = np.unique(found)
         if len(found):
             self._discover(found)
         waiting = self.match[rows] & (self.status[rows] & (EMITTED | PENDING) == 0)
