@@ -5,8 +5,14 @@ For each dataset (synth-100k, wordnet-minilm) and a sample of queries, one run m
 - page-1 recall@10 and cumulative recall after 1,000 and 10,000 results (exact numpy truth);
 - server-side latency (`Server-Timing`) of pages 1, 10, 100 and 1000, warm (the worker's
   live engine) and cold (a second server started with `WAYPOINT_SESSION_CACHE=0`, so every
-  page is rebuilt from the PostgreSQL row);
-- the session row's state size (`state` + `emitted_seqs`) at pages 10, 100 and 1000;
+  page is resumed from the PostgreSQL row);
+- k = 10 at one client, medians and p99 over every request of the walks above: a plain
+  `points/query` (the baseline, measured in the same run), a start, a warm next page, a
+  cold next page;
+- k = 10 at eight clients (``--load-seconds`` each): plain queries per second against
+  next pages per second, warm and cold, each client paging its own sessions;
+- the session row's bytes (`state` + `emitted_seqs` + `recent_seqs`) at pages 10, 100
+  and 1000;
 - the same depths by re-query pagination (`points/query` with `offset`, k = returned + 10)
   and by pgvector `OFFSET` pagination (iterative scan relaxed_order, ef_search 40);
 - with filters at 50 %, 10 % and 1 %: a full enumeration in pages of 1000 — complete,
@@ -92,30 +98,120 @@ def timed(response) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
-def walk(http, coll: str, q: np.ndarray, pages: int, extra: dict | None = None):
-    """Start a session and read `pages` pages of 10: ids and server ms per page."""
-    body = {"query": q.tolist(), "limit": PAGE, "with_payload": False, **(extra or {})}
+def walk(http, coll: str, q: np.ndarray, pages: int, sql=None):
+    """Start a session and read `pages` pages of 10: ids and server ms per page, and (with
+    `sql`) the row's bytes after each page of `DEPTHS`."""
+    body = {"query": q.tolist(), "limit": PAGE, "with_payload": False}
     r = http.post(f"/collections/{coll}/points/query/resumable", json=body)
     r.raise_for_status()
     handle = r.json()["result"]["id"]
     ids = [[p["id"] for p in r.json()["result"]["points"]]]
     ms = [timed(r)]
-    for _ in range(pages - 1):
+    sizes = {}
+    for page in range(2, pages + 1):
         r = http.post(
             f"/collections/{coll}/points/query/resumable/{handle}/next", json={"limit": PAGE}
         )
         r.raise_for_status()
         ids.append([p["id"] for p in r.json()["result"]["points"]])
         ms.append(timed(r))
-    return handle, ids, ms
+        if sql is not None and page in DEPTHS:
+            sizes[page] = state_bytes(sql, handle)
+    return handle, ids, ms, sizes
 
 
-def state_bytes(conn, handle: str) -> tuple[int, int, str]:
+def state_bytes(conn, handle: str) -> dict:
+    """The session row's bytes: engine state, returned seqs (folded and recent), mode."""
     row = conn.execute(
-        "SELECT length(state), length(emitted_seqs), mode FROM resumable_queries WHERE id = %s",
+        "SELECT length(state), length(emitted_seqs), length(recent_seqs), mode"
+        " FROM resumable_queries WHERE id = %s",
         (handle,),
     ).fetchone()
-    return int(row[0]), int(row[1]), row[2]
+    state, seqs, recent, mode = int(row[0]), int(row[1]), int(row[2]), row[3]
+    return {
+        "state": state,
+        "seqs": seqs,
+        "recent": recent,
+        "total": state + seqs + recent,
+        "mode": mode,
+    }
+
+
+def plain_ms(http, coll: str, sample: np.ndarray, repeats: int = 3) -> list[float]:
+    """Server ms of plain `points/query` calls, limit 10: the baseline."""
+    ms = []
+    for q in sample:
+        body = {"query": q.tolist(), "limit": PAGE, "with_payload": False}
+        for _ in range(repeats):
+            ms.append(timed(http.post(f"/collections/{coll}/points/query", json=body)))
+    return ms
+
+
+def under_load(url: str, coll: str, sample: np.ndarray, kind: str, clients: int, seconds: float):
+    """`clients` concurrent clients for `seconds`: plain queries, or next pages of their own
+    sessions (a new session, not timed, every 100 pages). Requests per second, and the
+    client-side and server-side ms of each request."""
+    import asyncio
+
+    import httpx
+
+    async def client(i: int, deadline: float, out: list) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            turn, handle, pages = i, None, 0
+            while time.perf_counter() < deadline:
+                q = sample[turn % len(sample)].tolist()
+                body = {"query": q, "limit": PAGE, "with_payload": False}
+                if kind == "plain":
+                    turn += clients
+                    path = f"/collections/{coll}/points/query"
+                else:
+                    if handle is None or pages == 100:
+                        turn += clients
+                        if handle is not None:
+                            await http.delete(
+                                f"/collections/{coll}/points/query/resumable/{handle}"
+                            )
+                        r = await http.post(
+                            f"/collections/{coll}/points/query/resumable", json=body
+                        )
+                        handle, pages = r.json()["result"]["id"], 0
+                    path, body = (
+                        f"/collections/{coll}/points/query/resumable/{handle}/next",
+                        {"limit": PAGE},
+                    )
+                    pages += 1
+                started = time.perf_counter()
+                r = await http.post(path, json=body)
+                r.raise_for_status()
+                out.append(((time.perf_counter() - started) * 1000, timed(r)))
+            if handle is not None:
+                await http.delete(f"/collections/{coll}/points/query/resumable/{handle}")
+
+    async def run() -> tuple[list, float]:
+        out: list = []
+        began = time.perf_counter()
+        deadline = began + seconds
+        await asyncio.gather(*(client(i, deadline, out) for i in range(clients)))
+        return out, time.perf_counter() - began
+
+    out, took = asyncio.run(run())
+    client_ms = [c for c, _ in out]
+    server_ms = [s for _, s in out]
+    return {
+        "rps": round(len(out) / took, 1),
+        "client_p50": round(float(np.median(client_ms)), 3),
+        "client_p99": round(float(np.percentile(client_ms, 99)), 3),
+        "server_p50": round(float(np.median(server_ms)), 3),
+        "server_p99": round(float(np.percentile(server_ms, 99)), 3),
+    }
+
+
+def spread(ms: list[float]) -> dict:
+    return {
+        "median": round(float(np.median(ms)), 3),
+        "p99": round(float(np.percentile(ms, 99)), 3),
+        "n": len(ms),
+    }
 
 
 def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> None:
@@ -124,20 +220,28 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
 
     coll = "resumable_" + re.sub(r"\W", "_", ds.name)
     out_dir = args.out.parent
+    sample = ds.queries[: args.queries]
     with scratch_database(args.service_db) as url:
         with (
-            serving(url, out_dir / f"resumable-{ds.name}.log", **READY) as warm,
+            serving(
+                url, out_dir / f"resumable-{ds.name}.log", workers=args.workers, **READY
+            ) as warm,
             httpx.Client(base_url=warm.url, timeout=600) as http,
             psycopg.connect(url, autocommit=True) as sql,
         ):
             log(f"{ds.name}: uploading")
             upload(http, coll, ds)
-            sample = ds.queries[: args.queries]
-            handles = []
-            for i, q in enumerate(sample):
-                truth = exact_order(ds, q, 10_000)
-                handle, pages, ms = walk(http, coll, q, args.pages)
-                handles.append(handle)
+            walk(http, coll, ds.queries[-1], 2)  # warm-up: the first session builds caches
+            # Before any timing: BLAS threads spin for a while after a product, on the cores
+            # the server needs.
+            truths = [exact_order(ds, q, 10_000) for q in sample]
+            time.sleep(1)
+            plain = plain_ms(http, coll, sample)
+            starts, nexts = [], []
+            for i, (q, truth) in enumerate(zip(sample, truths, strict=True)):
+                handle, pages, ms, sizes = walk(http, coll, q, args.pages, sql)
+                starts.append(ms[0])
+                nexts.extend(ms[1:])
                 flat = [x for page in pages for x in page]
                 assert len(flat) == len(set(flat)), "duplicate in a session"
                 rep.add(
@@ -152,11 +256,20 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
                         else None
                     ),
                     **{f"warm_ms_p{d}": ms[d - 1] for d in DEPTHS if d <= len(ms)},
-                    state_bytes=state_bytes(sql, handle)[0],
-                    emitted_seqs_bytes=state_bytes(sql, handle)[1],
-                    mode=state_bytes(sql, handle)[2],
+                    **{f"row_bytes_p{d}": size["total"] for d, size in sizes.items()},
+                    **{f"state_bytes_p{d}": size["state"] for d, size in sizes.items()},
+                    mode=state_bytes(sql, handle)["mode"],
                 )
                 log(f"{ds.name}: query {i} done")
+            plain += plain_ms(http, coll, sample)  # before and after the walks
+            rep.add(dataset=ds.name, system="one client", kind="plain query", **spread(plain))
+            rep.add(dataset=ds.name, system="one client", kind="start", **spread(starts))
+            rep.add(dataset=ds.name, system="one client", kind="warm next", **spread(nexts))
+            for clients in (1, 8):
+                for kind in ("plain", "next"):
+                    load = under_load(warm.url, coll, sample, kind, clients, args.load_seconds)
+                    name = "plain query" if kind == "plain" else "warm next"
+                    rep.add(dataset=ds.name, system="load", clients=clients, kind=name, **load)
             for depth in DEPTHS:  # re-query pagination: k = returned + 10
                 ms = []
                 for q in sample:
@@ -178,18 +291,30 @@ def bench_dataset(ds: Dataset, args, rep: JsonlWriter, pg_dsn: str | None) -> No
                 serving(
                     url,
                     out_dir / f"resumable-cold-{ds.name}.log",
+                    workers=args.workers,
                     env={"WAYPOINT_SESSION_CACHE": "0"},
                     **READY,
                 ) as cold,
                 httpx.Client(base_url=cold.url, timeout=600) as cold_http,
             ):
+                cold_nexts = []
+                walk(cold_http, coll, ds.queries[-1], 2)
                 for i, q in enumerate(sample):
-                    handle, _, ms = walk(cold_http, coll, q, args.pages)
+                    _, _, ms, _ = walk(cold_http, coll, q, args.pages)
+                    cold_nexts.extend(ms[1:])
                     rep.add(
                         dataset=ds.name,
                         system="resumable cold",
                         query=i,
                         **{f"cold_ms_p{d}": ms[d - 1] for d in DEPTHS if d <= len(ms)},
+                    )
+                rep.add(
+                    dataset=ds.name, system="one client", kind="cold next", **spread(cold_nexts)
+                )
+                for clients in (1, 8):
+                    load = under_load(cold.url, coll, sample, "next", clients, args.load_seconds)
+                    rep.add(
+                        dataset=ds.name, system="load", clients=clients, kind="cold next", **load
                     )
             for name, (key, values) in SELECTIVITY.items():
                 enumerate_filtered(http, sql, ds, coll, name, key, values, args, rep)
@@ -207,7 +332,7 @@ def enumerate_filtered(http, sql, ds, coll, name, key, values, args, rep) -> Non
         r = http.post(f"/collections/{coll}/points/query/resumable", json=body)
         r.raise_for_status()
         handle = r.json()["result"]["id"]
-        mode = state_bytes(sql, handle)[2]
+        mode = state_bytes(sql, handle)["mode"]
         seen = [p["id"] for p in r.json()["result"]["points"]]
         while page := http.post(
             f"/collections/{coll}/points/query/resumable/{handle}/next", json={"limit": 1000}
@@ -280,13 +405,35 @@ def summary(rows: list[dict], name: str) -> str:
         {"metric": "page-1 recall@10", "value": med(walks, "page1_recall")},
         {"metric": "cumulative recall @1,000", "value": med(walks, "cum_recall_1000")},
         {"metric": "cumulative recall @10,000", "value": med(walks, "cum_recall_10000")},
-        {"metric": "engine state bytes at the last page", "value": med(walks, "state_bytes")},
-        {
-            "metric": "returned-seqs bytes at the last page",
-            "value": med(walks, "emitted_seqs_bytes"),
-        },
         {"metric": "engine mode", "value": ",".join(sorted({r["mode"] for r in walks}))},
     ]
+    for depth in DEPTHS[1:]:
+        row, state = med(walks, f"row_bytes_p{depth}"), med(walks, f"state_bytes_p{depth}")
+        lines.append(
+            {"metric": f"row bytes at page {depth} (engine state)", "value": f"{row} ({state})"}
+        )
+    one = {r["kind"]: r for r in mine if r["system"] == "one client"}
+    base = one.get("plain query", {}).get("median")
+    for kind, r in one.items():
+        ratio = f", {r['median'] / base:.2f}x plain" if base and kind != "plain query" else ""
+        lines.append(
+            {
+                "metric": f"1 client, {kind}: server ms median / p99",
+                "value": f"{r['median']} / {r['p99']}{ratio}",
+            }
+        )
+    loads = [r for r in mine if r["system"] == "load"]
+    for clients in sorted({r["clients"] for r in loads}):
+        at = {r["kind"]: r for r in loads if r["clients"] == clients}
+        plain = at.get("plain query", {}).get("rps")
+        for kind, r in at.items():
+            share = f", {r['rps'] / plain:.0%} of plain" if plain and kind != "plain query" else ""
+            lines.append(
+                {
+                    "metric": f"{clients} clients, {kind}: per s (client ms p50 / p99)",
+                    "value": f"{r['rps']}{share} ({r['client_p50']} / {r['client_p99']})",
+                }
+            )
     for depth in DEPTHS:
         lines.append(
             {
@@ -318,6 +465,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--queries", type=int, default=10, help="sessions walked per dataset")
     ap.add_argument("--pages", type=int, default=1000, help="pages of 10 per session")
     ap.add_argument("--filtered-queries", type=int, default=2)
+    ap.add_argument("--load-seconds", type=float, default=10.0, help="per load measurement")
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--skip-pgvector", action="store_true")
     ap.add_argument("--pg-dsn")
     ap.add_argument("--service-db", default="postgresql://postgres@127.0.0.1:5432")

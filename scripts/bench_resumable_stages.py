@@ -8,11 +8,13 @@ more pages of 10, then does the same on a second server with ``WAYPOINT_SESSION_
 (cold: every page rebuilt from the PostgreSQL row). Each answer's ``Server-Timing`` header
 carries the total (``app``) and the stages the session service timed (``app.stages``):
 
-- ``lock``: ``SELECT … FOR UPDATE`` of the session row (with BEGIN);
-- ``open``: the engine rebuilt from the row (cold, or a start);
+- ``read``: the session row (a page this worker did not serve last); ``lock``: the row
+  locked (with BEGIN), after a page lost a race;
+- ``open``: the engine resumed from the row (cold, or a start's);
 - ``engine``: the engine's next k results; ``points``: reading those points;
-- ``park``: encoding the engine state and the returned seqs; ``write``: the row's UPDATE
-  (INSERT for a start); ``commit``; ``caps``: a start's session-cap checks.
+- ``park``: encoding the engine state and the returned seqs (when the engine ran);
+  ``write``: the row's conditional UPDATE (a start: the capped INSERT transaction);
+  ``commit``; ``caps``: a start's early cap count.
 
 Printed: the median of each, per kind of request (plain, start, warm next, cold next), and
 the share of the total the stages do not account for (HTTP, routing, rendering).
@@ -36,7 +38,7 @@ from bench_resumable import READY, upload
 from bench_search import REPO, log
 
 PAGE = 10
-STAGES = ("lock", "open", "engine", "points", "park", "write", "commit", "caps")
+STAGES = ("read", "lock", "open", "engine", "points", "park", "write", "commit", "caps")
 
 
 def timings(response) -> dict[str, float]:
@@ -63,12 +65,17 @@ def walk(http, coll: str, q: np.ndarray, pages: int) -> tuple[dict, list[dict]]:
 
 
 def table(kinds: dict[str, list[dict]]) -> str:
+    """Medians per stage, and the total's mean and p99 (pages that run the engine and
+    store its state are fewer than those served from its read-ahead, and dearer)."""
     names = ["app", *STAGES, "other"]
-    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    head = ["app mean", "app p99", *names]
+    lines = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for kind, rows in kinds.items():
         for row in rows:
             row["other"] = row["app"] - sum(row.get(s, 0.0) for s in STAGES)
-        cells = [f"{np.median([r.get(n, 0.0) for r in rows]):.2f}" for n in names]
+        totals = [r["app"] for r in rows]
+        cells = [f"{np.mean(totals):.2f}", f"{np.percentile(totals, 99):.2f}"]
+        cells += [f"{np.median([r.get(n, 0.0) for r in rows]):.2f}" for n in names]
         lines.append(f"| {kind} (ms, median of {len(rows)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

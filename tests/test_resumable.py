@@ -233,7 +233,8 @@ def test_a_page_computed_from_a_row_that_moved_on_is_computed_again_under_the_lo
     for seed in range(30, 40):
         handle, first = start(urls[0], clustered(1, seed=seed)[0], limit=1)
         with ThreadPoolExecutor(8) as pool:
-            pages = list(pool.map(lambda turn: timed_page(urls[turn % 2], handle, 20), range(32)))
+            turns = [(urls[turn % 2], handle, 20) for turn in range(32)]
+            pages = list(pool.map(lambda args: timed_page(*args), turns))
         ids = [p["id"] for page, _ in pages for p in page] + [p["id"] for p in first]
         assert len(ids) == len(set(ids)) == 641
         if any("read;" in timing and "lock;" in timing for _, timing in pages):

@@ -13,6 +13,11 @@ Design and measurements: shared/reference/resumable-search.md; the two engines:
   exclusion set) when a page costs too many expansions, when its state grows too large, or
   when the graph it walked is gone.
 
+`read_ahead(n)` computes results before they are asked for; they are part of `state()`, so
+pages served from them leave the stored state standing (`moved` says whether the engine ran
+since the last `state()`), and `resume(..., returned=...)` takes out those returned since.
+A resumed query rebuilds its engine only once the read-ahead runs out.
+
 Guarantees, whatever mix of warm `next()` calls and `state()`/`resume()` cycles:
 
 * no point is returned twice;
@@ -25,7 +30,7 @@ Guarantees, whatever mix of warm `next()` calls and `state()`/`resume()` cycles:
 
 A state is bound to the segment instance that produced it (its row numbers); `resume()`
 raises `StateMismatch` elsewhere. One query object is not thread-safe: serialise the calls
-on one handle (the session layer holds a row lock).
+on one handle (the session layer takes turns per handle).
 """
 
 from __future__ import annotations
