@@ -603,3 +603,16 @@ def test_a_version_2_state_still_resumes(graphs) -> None:
     version2 = b"WPQ\x02" + zlib.compress(body[: -resumable_state._SET.size])
     resumed = ResumableQuery.resume(segment, version2)
     assert not {pid for pid, _ in resumed.next(10)} & {pid for pid, _ in first}
+
+
+def test_a_state_stored_without_its_query_resumes_with_the_query_passed(graphs) -> None:
+    segment, data = graphs[Distance.EUCLID]
+    live = ResumableQuery.start(segment, data[11])
+    live.next(10)
+    live.read_ahead(40)
+    full, bare = live.state(), live.state(with_query=False)
+    assert len(full) - len(bare) >= 4 * 16 - 8  # float32s compress poorly
+    expected = ResumableQuery.resume(segment, full).next(100)  # past the read-ahead too
+    assert ResumableQuery.resume(segment, bare, query=data[11]).next(100) == expected
+    with pytest.raises(StateError):
+        ResumableQuery.resume(segment, bare)

@@ -159,30 +159,38 @@ class WarmSession:
     progress: Progress  # as the row holds it
 
 
-PLANES = b"\x01"  # the byte opening a blob of byte planes (a bare zlib stream opens 0x78)
+EIGHT_PLANES = b"\x01"  # opens a blob of eight byte planes (a bare zlib stream opens 0x78)
+PLANES = b"\x02"  # opens a blob of as many byte planes as the largest delta needs
 
 
 def encode_seqs(seqs: np.ndarray) -> bytes:
-    """Sorted unique seqs as deltas split into eight byte planes, zlib-compressed.
+    """Sorted unique seqs as deltas split into byte planes, zlib-compressed.
 
     The deltas are small (a session's points are a sample of the collection's writes), so
-    their high bytes are zeros: in planes they are long runs zlib all but deletes, where
-    interleaved they cost about a byte each. 10,000 seqs of a 100k collection: 7.1 KB,
-    against 12.8 KB for the plain int64 deltas. Level 1: the set is rewritten every page.
+    their high bytes are zeros: as planes they are long runs, where interleaved they cost
+    about a byte each, and the planes no delta needs are not stored at all (a count byte
+    says how many are). Level 6: the set is folded only when the engine ran.
     """
     seqs = np.asarray(seqs, dtype=np.int64)
     deltas = np.diff(np.concatenate([[0], seqs])).astype("<u8")
-    planes = np.ascontiguousarray(deltas.view(np.uint8).reshape(-1, 8).T)
-    return PLANES + zlib.compress(planes.tobytes(), 1)
+    count = max(1, (int(deltas.max(initial=0)).bit_length() + 7) // 8)
+    planes = np.ascontiguousarray(deltas.view(np.uint8).reshape(-1, 8)[:, :count].T)
+    return PLANES + bytes([count]) + zlib.compress(planes.tobytes(), 6)
 
 
 def decode_seqs(blob: bytes) -> np.ndarray:
-    """The seqs of `encode_seqs`, or of the plain int64 deltas rows written before it."""
-    if blob[:1] != PLANES:
+    """The seqs of `encode_seqs`, or of the formats rows were written in before it: eight
+    planes, or the plain int64 deltas."""
+    if blob[:1] == PLANES:
+        count, body = blob[1], blob[2:]
+    elif blob[:1] == EIGHT_PLANES:
+        count, body = 8, blob[1:]
+    else:
         return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
-    planes = np.frombuffer(zlib.decompress(blob[1:]), dtype=np.uint8).reshape(8, -1)
-    deltas = np.ascontiguousarray(planes.T).view("<u8").ravel()
-    return np.cumsum(deltas.astype(np.int64))
+    planes = np.frombuffer(zlib.decompress(body), dtype=np.uint8).reshape(count, -1)
+    wide = np.zeros((planes.shape[1], 8), dtype=np.uint8)
+    wide[:, :count] = planes.T
+    return np.cumsum(wide.view("<u8").ravel().astype(np.int64))
 
 
 def add_seqs(blob: bytes, new: np.ndarray) -> bytes:
@@ -228,7 +236,7 @@ def _restate(live: LiveQuery, seqs: bytes, recent: bytes, k: int) -> Progress:
     if isinstance(live.engine, ResumableQuery):
         live.engine.read_ahead(min(READ_AHEAD_PAGES * k, READ_AHEAD_MAX))
     folded = add_seqs(seqs, np.frombuffer(recent, dtype="<i8"))
-    return Progress(live.engine.state(), folded, b"")
+    return Progress(_state_of(live.engine), folded, b"")
 
 
 def _advanced(
@@ -309,7 +317,7 @@ class SessionService:
                 )
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
             with stage("park"):
-                state = await self.cpu.run(live.engine.state)
+                state = await self.cpu.run(_state_of, live.engine)
                 seqs = encode_seqs(np.unique(emitted_seqs))
             row = {
                 "id": session_id,
@@ -587,7 +595,9 @@ class SessionService:
             try:
                 allow = _allowing(segment, gate, start_seq, np.zeros(0, np.int64))
                 since = progress.recently_returned()
-                engine = ResumableQuery.resume(segment, state, allow=allow, returned=since)
+                engine = ResumableQuery.resume(
+                    segment, state, allow=allow, returned=since, query=query
+                )
                 return LiveQuery(engine, gate, 0)
             except (StateMismatch, StateError):
                 log.info("session continues as an exact scan on this worker")
@@ -743,6 +753,14 @@ class SessionService:
         self._live.move_to_end(key)
         while len(self._live) > self.cache_size:
             self._live.popitem(last=False)
+
+
+def _state_of(engine: ResumableQuery | RankedQuery) -> bytes:
+    """The engine's state as a row stores it: without the query vector, which the row's
+    `request` holds already."""
+    if isinstance(engine, ResumableQuery):
+        return engine.state(with_query=False)
+    return engine.state()
 
 
 def _stored(row: Any) -> Progress:
