@@ -3,8 +3,8 @@
 A worker's event loop hands every search to a pool thread and takes the answer back: two
 thread wake-ups per request. When the two threads sit on different CPUs each wake-up is an
 inter-processor interrupt, and on a virtual machine the idle vCPU it lands on must first be
-resumed by the hypervisor. On the 2-vCPU benchmark machine an empty hop through the pool
-cost 140 µs of CPU across CPUs and 33 µs within one (`scripts/bench_hop.py`). Pinning a
+resumed by the hypervisor, so an empty hop through the pool costs several times more CPU
+across CPUs than within one (`scripts/bench_hop.py`; figures in docs/benchmarks.md). Pinning a
 worker, all its threads, to one CPU keeps both wake-ups local; with as many workers as CPUs
 no parallelism is lost, since the other CPUs serve the other workers.
 """

@@ -2,9 +2,9 @@
 
 Uvicorn's own workers share one listening socket and each accepts what it can. A keep-alive
 client keeps its connection for its whole life, so the split at connect time is the split
-of the work for good: on the 2-CPU benchmark machine 8 clients landed 2/6 or 3/5 as often
-as 4/4, and the worker holding 6 set the p99 (6.6 ms, against 4.5 ms when balanced; see
-`connection_split` in scripts/bench_common.py). Here the supervisor owns the listening
+of the work for good: 8 clients on two workers often land unevenly, and the busier worker
+sets the p99 (`connection_split` in scripts/bench_common.py measures it; figures in
+docs/benchmarks.md). Here the supervisor owns the listening
 socket, accepts, and sends each new connection (its file descriptor, SCM_RIGHTS over a Unix
 socket pair) to the worker with the fewest open connections; the worker serves it as if it
 had accepted it itself. Only connecting goes through the supervisor: requests and responses

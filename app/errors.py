@@ -1,7 +1,7 @@
 """The one domain error hierarchy.
 
 Services raise these; each API dialect maps them to its own envelope and status code at the
-edge (`app/api/*/envelope.py`). Messages are written for the person who sent the request.
+edge (`app/api/envelope.py`). Messages are written for the person who sent the request.
 """
 
 from __future__ import annotations

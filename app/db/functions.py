@@ -100,7 +100,7 @@ _DATETIME_PARTS = f"""
 # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil), in
 # integer arithmetic that cannot fail: a date the exact test rejects gets some number.
 # PL/pgSQL, not SQL: waypoint_ts_min/max call it from their own queries, and a SQL function
-# called there is planned again on every call (0.8 ms), where PL/pgSQL keeps its plans.
+# called there is planned again on every call, where PL/pgSQL keeps its plans.
 _TS_EPOCH = """
 DECLARE
     m text[] := waypoint_datetime_parts(s);

@@ -117,7 +117,8 @@ def _gelu(x: np.ndarray) -> None:
     """Exact (erf) GELU of a 2-D array, in place, in cache-sized row blocks on all cores.
 
     Elementwise numpy runs on one core and streams memory once per operation; blocks that fit
-    in the CPU cache and a thread per core (numpy releases the GIL) make it about 4x faster.
+    in the CPU cache and a thread per core (numpy releases the GIL) make it several times faster
+    (scripts/bench_embed.py).
     """
     step = max(1, _GELU_BLOCK // x.shape[1])
     blocks = [x[i : i + step] for i in range(0, x.shape[0], step)]

@@ -34,9 +34,8 @@ PROBE_GROWTH = 4
 POSTFILTER_MARGIN = 2.0  # extra results such a search asks for, so that k of them pass
 POSTFILTER_PASSES = 3  # it is tried when the share passing should give this many times k
 # A filter's candidates are scanned up to this many bytes of vectors at least, whatever the
-# full_scan_threshold: below it the graph costs more than the scan (bench_segment_filtered.py,
-# wordnet-minilm, 100k points: 10 % passing, 2.4-2.7 ms scanned against 2.7 ms searched and
-# filtered after; 5 %, 0.8 against 2.7).
+# full_scan_threshold: below it the graph costs more than the scan (measured by
+# scripts/bench_segment_filtered.py; figures in docs/benchmarks.md).
 FILTERED_SCAN_BYTES = 16 * 2**20
 
 
@@ -353,9 +352,10 @@ class Segment:
         self, query: np.ndarray, k: int, want: int, flags: np.ndarray
     ) -> np.ndarray | None:
         """The filter applied to an unfiltered graph search of `want` (and a margin) results:
-        cheaper than hnswlib calling a Python filter for every row it visits (5 % passing,
-        2.7 against 20.5 ms). When k of them pass, they are the nearest passing points the
-        graph finds: any passing point beyond the results is farther than all of them.
+        far cheaper than hnswlib calling a Python filter for every row it visits
+        (scripts/bench_segment_filtered.py). When k of them pass, they are the nearest
+        passing points the graph finds: any passing point beyond the results is farther
+        than all of them.
         None when fewer than k pass."""
         assert self._graph is not None
         try:

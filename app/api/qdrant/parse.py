@@ -11,6 +11,7 @@ import msgspec
 from app import limits
 from app.api.qdrant import schemas
 from app.errors import BadRequest, ValidationFailed
+from app.filters import parse_qdrant_filter
 from app.filters.semantics import is_integer
 from app.index.fusion import QDRANT_RRF_K
 from app.index.recommend import Strategy
@@ -516,12 +517,6 @@ def filter_node(raw: Any) -> Any:
     """A Qdrant JSON filter as the filter AST (None for no filter)."""
     if not raw:
         return None
-    try:
-        from app.filters import parse_qdrant_filter
-    except ImportError:
-        raise BadRequest(
-            "Wrong input: payload filters are not supported by this server yet"
-        ) from None
     return parse_qdrant_filter(raw)
 
 
