@@ -51,12 +51,12 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def _run_api(args: argparse.Namespace) -> int:
-    """Run uvicorn (or, for several workers, `app.dealer.Supervisor`, which deals
+    """Run uvicorn (or, for several workers, `app.server.dealer.Supervisor`, which deals
     connections to them) until it stops; the exit code."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
-    from app.protocol import CoalescingHttpToolsProtocol
+    from app.server.protocol import CoalescingHttpToolsProtocol
 
     settings = Settings.from_env()
     # Resolve the database once in this process so that every worker shares it.
@@ -81,7 +81,7 @@ def _run_api(args: argparse.Namespace) -> int:
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else STARTUP_FAILURE
-    from app.dealer import Supervisor
+    from app.server.dealer import Supervisor
 
     counters = _share_counters()
     try:
@@ -89,7 +89,7 @@ def _run_api(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(counters, ignore_errors=True)
         if pinning:
-            from app.affinity import forget_workers
+            from app.server.affinity import forget_workers
 
             forget_workers()
     return exit_code

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from app.affinity import pin_worker
 from app.db.database import Database
 from app.db.engine import start_embedded_postgres
 from app.db.migrate import upgrade_async
-from app.dealer import set_readiness
+from app.server.affinity import pin_worker
+from app.server.dealer import set_readiness
 from app.services.container import Services
 from app.settings import Settings
 

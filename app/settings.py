@@ -43,7 +43,7 @@ class Settings:
     max_sessions_per_key: int = 1_000
     reap_interval: float = 30.0  # seconds between sweeps for idle resumable queries
     session_cache: int = 1024  # live resumable engines kept per worker (0: always from the row)
-    pin_workers: bool = False  # each worker process on a CPU of its own (app.affinity)
+    pin_workers: bool = False  # each worker process on a CPU of its own (app.server.affinity)
     counters_dir: Path | None = None  # where the workers of one server keep their counters
     limits: Limits = field(default_factory=Limits)
 

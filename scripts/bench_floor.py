@@ -14,7 +14,7 @@ one, so clients spread over them by the kernel's hash), in four variants:
 - `raw-hop`: the same, the search in a one-thread pool (a hop per request, as the
   issue's "CPU work never on the event loop" asks);
 - `asgi-inline`: an ASGI app under uvicorn with the service's own protocol and loop
-  (`app.protocol.CoalescingHttpToolsProtocol`, uvloop), search on the event loop;
+  (`app.server.protocol.CoalescingHttpToolsProtocol`, uvloop), search on the event loop;
 - `asgi-hop`: the same with the one-thread pool.
 
 Each variant is measured against pgvector by `bench_paired.py` (interleaved rounds, median
@@ -193,7 +193,7 @@ def serve_worker(variant: str, port: int, answer: Callable[[bytes], bytes]) -> N
         else:
             import uvicorn
 
-            from app.protocol import CoalescingHttpToolsProtocol
+            from app.server.protocol import CoalescingHttpToolsProtocol
 
             config = uvicorn.Config(
                 asgi_app(answer, hop),

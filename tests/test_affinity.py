@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.__main__ import _pins_workers
-from app.affinity import least_used_cpu
+from app.server.affinity import least_used_cpu
 
 # A supervisor with two workers, as uvicorn runs them: each worker starts a thread (as the
 # search pool does) before pinning, pins itself, and reports the CPU of each of its threads
@@ -21,7 +21,7 @@ from app.affinity import least_used_cpu
 SUPERVISOR = textwrap.dedent(
     """
     import json, multiprocessing as mp, os, sys, threading
-    from app.affinity import pin_worker
+    from app.server.affinity import pin_worker
 
     def worker(barrier, results):
         idle = threading.Event()
@@ -50,7 +50,7 @@ SUPERVISOR = textwrap.dedent(
 TAKE_OVER = textwrap.dedent(
     """
     import json, multiprocessing as mp, os
-    from app.affinity import REPLACES, pin_worker
+    from app.server.affinity import REPLACES, pin_worker
 
     def worker(results, done):
         results.put((os.getpid(), pin_worker()))

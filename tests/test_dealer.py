@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from app import dealer
+from app.server import dealer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
 
@@ -148,7 +148,7 @@ def test_workers_that_die_before_serving_stop_the_supervisor(tmp_path) -> None:
     script = (
         "import sys, uvicorn\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from app.dealer import Supervisor\n"
+        "from app.server.dealer import Supervisor\n"
         "config = uvicorn.Config('crashes_on_import:app', host='127.0.0.1', port=0, workers=2)\n"
         "sys.exit(Supervisor(config).run())\n"
     )
@@ -325,7 +325,7 @@ def test_a_restart_whose_new_worker_cannot_start_keeps_the_old_workers(tmp_path)
     script = (
         "import sys, uvicorn\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from app.dealer import Supervisor\n"
+        "from app.server.dealer import Supervisor\n"
         "config = uvicorn.Config('breaks_on_restart:app', host='127.0.0.1', port=0, workers=2)\n"
         "sys.exit(Supervisor(config).run())\n"
     )

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.protocol import CoalescingTransport
+from app.server.protocol import CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):

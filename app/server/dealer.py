@@ -57,7 +57,7 @@ import uvicorn
 from uvicorn._subprocess import get_subprocess
 from uvicorn.config import STARTUP_FAILURE
 
-from app.affinity import REPLACES
+from app.server.affinity import REPLACES
 
 log = logging.getLogger("uvicorn.error")
 
@@ -143,7 +143,7 @@ class Supervisor:
 
     def _spawn(self, replacing: Worker | None = None) -> Worker:
         """Start a worker; `replacing`: the old worker it will take over from (its CPU,
-        when workers are pinned: `app.affinity`)."""
+        when workers are pinned: `app.server.affinity`)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         target = functools.partial(run_worker, self.config)
