@@ -103,7 +103,7 @@ def _share_counters() -> str:
 
     A stop removes it; folders of supervisors that were killed are removed here instead.
     """
-    from app.services.sync import shared_memory_dir
+    from app.services.change_feed import shared_memory_dir
 
     base = shared_memory_dir()
     for folder in base.glob(f"{COUNTERS_PREFIX}*"):

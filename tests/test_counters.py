@@ -113,7 +113,7 @@ def test_metrics_count_the_searches_of_every_worker(server_factory) -> None:
 
 def test_serve_removes_counter_folders_of_killed_supervisors(monkeypatch) -> None:
     from app.__main__ import COUNTERS_PREFIX, _share_counters
-    from app.services.sync import shared_memory_dir
+    from app.services.change_feed import shared_memory_dir
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()

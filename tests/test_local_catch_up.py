@@ -16,9 +16,9 @@ from collections.abc import Awaitable
 import pytest
 
 from app.db import repository
+from app.services.change_feed import ChangeSignal
 from app.services.container import Services
 from app.services.points import PointInput
-from app.services.sync import ChangeSignal
 from tests.test_remote_catch_up import TWO_D, CallCount, make_services
 
 

@@ -26,7 +26,7 @@ from app.models import (
 )
 from app.services.building import BuildBoard, Peers
 from app.services.catalog import Catalog
-from app.services.sync import ChangeSignal
+from app.services.change_feed import ChangeSignal
 
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")
 

@@ -16,6 +16,7 @@ from app.index.registry import IndexRegistry
 from app.models import VectorParams
 from app.services.building import BuildBoard
 from app.services.catalog import Catalog
+from app.services.change_feed import ChangeFeed, ChangeSignal, upsert_sparse
 from app.services.collections import CollectionService
 from app.services.columns import ColumnKeeper
 from app.services.counters import Counters
@@ -25,7 +26,6 @@ from app.services.payload_indexes import PayloadIndexService
 from app.services.points import PointService
 from app.services.search import SearchService
 from app.services.sessions import SessionService
-from app.services.sync import ChangeFeed, ChangeSignal, upsert_sparse
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
