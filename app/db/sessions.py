@@ -95,10 +95,14 @@ async def advance_from(
 @functools.cache
 def _advance_sql(columns: tuple[str, ...]) -> str:
     """The conditional UPDATE setting `columns` (names from this module's callers only)."""
-    known = set(sessions.c.keys())
-    assert known.issuperset(columns), columns
-    sets = ", ".join(f"{name} = ${at}" for at, name in enumerate(columns, start=4))
+    sets = ", ".join(f"{name} = ${at}" for at, name in enumerate(_checked(columns), start=4))
     return f"UPDATE {sessions.name} SET {sets} WHERE id = $1 AND emitted = $2 AND expires_at > $3"
+
+
+def _checked(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """`columns`, all of them the table's: names are spliced into SQL, never from a request."""
+    assert set(sessions.c.keys()).issuperset(columns), columns
+    return columns
 
 
 async def delete(conn: AsyncConnection, session_id: uuid.UUID) -> bool:
@@ -125,13 +129,13 @@ async def insert_within_caps(
     snapshot is taken before it runs. One statement counts and inserts, sent to asyncpg
     directly: four round trips (BEGIN, lock, insert, COMMIT), not six through SQLAlchemy.
     """
-    columns = list(values)
+    columns = tuple(values)
     driver = await _driver(conn)
     params = [json.dumps(v) if name == "request" else v for name, v in values.items()]
     async with driver.transaction():
         await driver.execute("SELECT pg_advisory_xact_lock($1)", STARTS_LOCK_KEY)
         found = await driver.fetchrow(
-            _insert_within_caps_sql(tuple(columns)),
+            _insert_within_caps_sql(columns),
             now,
             values["owner_key"],
             max_total,
@@ -144,11 +148,9 @@ async def insert_within_caps(
 
 @functools.cache
 def _insert_within_caps_sql(columns: tuple[str, ...]) -> str:
-    known = set(sessions.c.keys())
-    assert known.issuperset(columns), columns
     placeholders = ", ".join(
         f"${at}::text::jsonb" if name == "request" else f"${at}"
-        for at, name in enumerate(columns, start=5)
+        for at, name in enumerate(_checked(columns), start=5)
     )
     return f"""
         WITH live AS (

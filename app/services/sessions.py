@@ -229,14 +229,20 @@ class Progress:
         return {"state": self.state, "emitted_seqs": self.seqs, "recent_seqs": self.recent}
 
 
-def _restate(live: LiveQuery, seqs: bytes, recent: bytes, k: int) -> Progress:
+def _restate(live: LiveQuery, grown: Progress, k: int) -> Progress:
     """The progress of a page that ran the engine (CPU work, run in the pool): the engine
     reads the next pages ahead, and its state is stored anew with every seq returned so far
     folded into the compressed set."""
     if isinstance(live.engine, ResumableQuery):
         live.engine.read_ahead(min(READ_AHEAD_PAGES * k, READ_AHEAD_MAX))
-    folded = add_seqs(seqs, np.frombuffer(recent, dtype="<i8"))
+    folded = add_seqs(grown.seqs, grown.recently_returned())
     return Progress(_state_of(live.engine), folded, b"")
+
+
+def _first_progress(live: LiveQuery, page_seqs: np.ndarray) -> Progress:
+    """What a start stores (CPU work, run in the pool): the engine's state and the seqs of
+    its first page."""
+    return Progress(_state_of(live.engine), encode_seqs(np.unique(page_seqs)))
 
 
 def _advanced(
@@ -317,8 +323,7 @@ class SessionService:
                 )
             records, emitted_seqs = await self._page(conn, collection, namespace_id, spec, live, k)
             with stage("park"):
-                state = await self.cpu.run(_state_of, live.engine)
-                seqs = encode_seqs(np.unique(emitted_seqs))
+                progress = await self.cpu.run(_first_progress, live, emitted_seqs)
             row = {
                 "id": session_id,
                 "collection_id": collection.id,
@@ -327,9 +332,9 @@ class SessionService:
                 "dialect": spec.dialect,
                 "request": spec.frozen(),
                 "mode": live.engine.mode,
-                "state": state,
+                "state": progress.state,
                 "emitted": live.emitted,
-                "emitted_seqs": seqs,
+                "emitted_seqs": progress.seqs,
                 "start_seq": start_seq,
                 "max_idle_seconds": max_idle,
                 "owner_key": owner,
@@ -345,7 +350,6 @@ class SessionService:
         if not added:
             self._refuse_if_full(owner, total, mine)
         self.counters.add(MODES, live.engine.mode)
-        progress = Progress(state, seqs)
         warm = WarmSession(live, spec, owner, collection.id, namespace_id, max_idle, progress)
         self._remember(session_id, warm)
         return str(session_id), records
@@ -658,9 +662,10 @@ class SessionService:
         the page's seqs (until they grow past `RECENT_BYTES`); otherwise see `_restate`.
         """
         recent = done.recent + np.asarray(page_seqs, dtype="<i8").tobytes()
+        grown = Progress(done.state, done.seqs, recent)
         if not live.engine.moved and len(recent) <= RECENT_BYTES:
-            return Progress(done.state, done.seqs, recent), False
-        return await self.cpu.run(_restate, live, done.seqs, recent, k), True
+            return grown, False
+        return await self.cpu.run(_restate, live, grown, k), True
 
     def _seqs_of(
         self, collection: Collection, namespace_id: int, spec: SessionSpec, live: LiveQuery
